@@ -1,0 +1,1 @@
+"""Shared harness code: experiment schema, data, method registry, training loop, runner, downloads."""

@@ -1,0 +1,534 @@
+"""Experiment files: YAML -> validated, frozen dataclasses.
+
+An experiment YAML maps one to one onto `Experiment` below; every key has a default here, in one
+place. Loading does, in order:
+
+1. `include:` (a path or a list of paths, relative to the including file) pulls in base files;
+   the including file's keys win. Mappings merge key by key, lists are replaced whole, so an
+   ablation variant is a few lines on top of a base.
+2. `--set key.path=value` overrides from the command line (value parsed as YAML). The key path
+   must already exist in the schema; list items are addressed by index (`methods.0.label=...`).
+3. `${VAR}` and `${VAR:-default}` in string values are expanded from the environment.
+4. The merged tree is converted field by field into the dataclasses. Unknown keys, wrong types and
+   impossible values raise `ConfigError` naming the file that wrote the key, the key path, the
+   problem and what is allowed; nothing has been trained or written at that point.
+5. Each method's `options:` is validated against that method's own options dataclass (see
+   `bench.methods`), and the method checks the training settings it needs (image size rules).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+DATA_ROOT_ENV = "UGATIT_BENCH_DATA"                 # where datasets live, if the YAML leaves data.root unset
+INCEPTION_WEIGHTS_ENV = "UGATIT_BENCH_INCEPTION"     # path of the Inception weights, if eval.inception_weights is unset
+
+Direction = Literal["a2b", "b2a"]
+
+
+class ConfigError(ValueError):
+    """A problem in an experiment file, reported before any work starts."""
+
+
+class FieldError(ValueError):
+    """Raised by a dataclass's `__post_init__` to reject the value of one of its own fields."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field_name = field_name
+
+
+def _operational(default: Any, **kwargs: Any) -> Any:
+    """A field that changes how a run is executed, not what it computes (not part of a run's identity)."""
+    return field(default=default, metadata={"identity": False}, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# The schema.
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str                                       # folder under data.root, or a catalogue name (bench/datasets.py)
+    directions: tuple[Direction, ...] = ("a2b", "b2a")  # which translation directions are evaluated
+
+    def __post_init__(self):
+        if not self.directions:
+            raise FieldError("directions", "at least one direction is needed; allowed: a2b, b2a")
+        if len(set(self.directions)) != len(self.directions):
+            raise FieldError("directions", f"repeated direction in {list(self.directions)}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise FieldError("name", f"{self.name!r} is not a plain folder name (letters, digits, _ . -)")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str                                       # a registered method (bench.methods.registered_methods())
+    label: str | None = None                        # row name in tables, e.g. "U-GAT-IT w/ IN"; default: the method's own
+    options: Any = None                             # mapping validated into the method's options dataclass
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str | None = None                         # datasets folder; None: ${UGATIT_BENCH_DATA} or ./data
+    load_size: int | None = None                    # train-time resize before the random crop; None: image_size * 286/256 (paper)
+    flip: bool = True                               # random horizontal flip, p = 0.5 (paper, Appendix B.2)
+    on_bad_image: Literal["fail", "skip"] = "fail"  # a corrupt or non-image file: stop with its path, or skip it and count
+
+    def resolved_root(self) -> Path:
+        return Path(self.root or os.environ.get(DATA_ROOT_ENV) or "data")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 1_000_000                     # generator/discriminator updates (paper: 1M)
+    batch_size: int = 1                             # paper: 1
+    image_size: int = 256                           # square crop fed to the networks (paper: 256)
+    lr: float | None = None                         # None: the method's reference learning rate
+    schedule: Literal["method", "constant", "linear_decay"] = "method"  # "method": the method's reference schedule
+    decay_start: float = 0.5                        # linear_decay: fraction of iterations after which lr decays to 0
+    seeds: tuple[int, ...] = (0,)                   # one training run per seed
+    checkpoint_every: int = _operational(10_000)    # iterations between checkpoints (and the last one always)
+    log_every: int = _operational(100)              # iterations between lines in stats.jsonl
+    sample_every: int = _operational(10_000)        # iterations between sample sheets
+    device: Literal["auto", "cpu", "cuda"] = _operational("auto")  # auto: CUDA when present
+    num_workers: int = _operational(2)              # data-loading worker processes
+
+    def __post_init__(self):
+        for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "sample_every"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.image_size < 16:
+            raise FieldError("image_size", f"must be at least 16 pixels, got {self.image_size}")
+        if self.lr is not None and not self.lr > 0:
+            raise FieldError("lr", f"must be positive (or null for the method's default), got {self.lr}")
+        if not 0.0 <= self.decay_start <= 1.0:
+            raise FieldError("decay_start", f"is a fraction of the iterations, in [0, 1]; got {self.decay_start}")
+        if not self.seeds:
+            raise FieldError("seeds", "at least one seed is needed, e.g. [0]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise FieldError("seeds", f"repeated seed in {list(self.seeds)}")
+        if self.num_workers < 0:
+            raise FieldError("num_workers", f"must be 0 or more, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    protocol: Literal["paper", "subsets", "mean"] = "paper"  # paper: TF-GAN blocks of 10; subsets: torch-fidelity; mean: paper vs target and source
+    inception_weights: str | None = None            # local Inception-v3 weights; None: ${UGATIT_BENCH_INCEPTION}, else torch-fidelity's download
+    batch_size: int = _operational(50)              # images per Inception forward pass
+    max_block_size: int = 10                        # paper protocol: block size of the TF-GAN estimator
+    subsets: int = 100                              # subsets protocol: number of subsets
+    subset_size: int = 1000                         # subsets protocol: rows per subset
+    seed: int = 2020                                # subsets protocol: torch-fidelity's default seed
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_block_size", "subsets", "subset_size"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
+
+    def resolved_inception_weights(self) -> str | None:
+        return self.inception_weights or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str                                       # names the results folder: results/<name>/
+    datasets: tuple[DatasetSpec, ...]               # what to train and evaluate on
+    methods: tuple[MethodSpec, ...]                 # which methods (and variants) to train
+    description: str = ""
+    output_dir: str = "runs"                        # run folders go to <output_dir>/<dataset>/<variant>-s<seed>-<hash>/
+    results_dir: str = "results"                    # tables go to <results_dir>/<name>/
+    tables: tuple[Literal["table1", "table3"], ...] = ()  # which of the paper's tables to emit
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    source: str = field(default="", metadata={"yaml": False})  # the YAML file this came from (not a YAML key)
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            raise FieldError("name", f"{self.name!r} must be a plain folder name (letters, digits, _ . -)")
+        if not self.datasets:
+            raise FieldError("datasets", "at least one dataset is needed")
+        if not self.methods:
+            raise FieldError("methods", "at least one method is needed")
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise FieldError("datasets", f"a dataset is listed twice: {names}")
+        if len(set(self.tables)) != len(self.tables):
+            raise FieldError("tables", f"a table is listed twice: {list(self.tables)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading: includes, overrides, environment variables.
+
+KeyPath = tuple  # tuple of str (mapping keys) and int (list indexes)
+
+
+def format_key_path(path: KeyPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+class _Origins:
+    """Which file wrote each key path, so that an error names the file the user must edit."""
+
+    def __init__(self):
+        self.by_path: dict[KeyPath, str] = {}
+
+    def record(self, tree: Any, source: str, prefix: KeyPath = ()) -> None:
+        self.by_path[prefix] = source
+        if isinstance(tree, dict):
+            for key, value in tree.items():
+                self.record(value, source, prefix + (key,))
+        elif isinstance(tree, list):
+            for index, value in enumerate(tree):
+                self.record(value, source, prefix + (index,))
+
+    def source_of(self, path: KeyPath) -> str:
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.by_path:
+                return self.by_path[path[:cut]]
+        return "?"
+
+
+def _read_yaml(path: Path, included_from: str | None) -> dict:
+    where = f" (included from {included_from})" if included_from else ""
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment file not found{where}")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML{where}: {error}") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(tree).__name__}{where}")
+    return tree
+
+
+def _merge(base: Any, top: Any) -> Any:
+    """Deep-merge mappings (keys of `top` win); any other value in `top` replaces `base` whole."""
+    if isinstance(base, dict) and isinstance(top, dict):
+        merged = dict(base)
+        for key, value in top.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return top
+
+
+def _load_with_includes(path: Path, origins: _Origins, chain: tuple[Path, ...] = ()) -> dict:
+    path = Path(os.path.abspath(path))
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in chain + (path,))
+        raise ConfigError(f"{chain[-1]}: include: circular include: {cycle}")
+    tree = _read_yaml(path, str(chain[-1]) if chain else None)
+    includes = tree.pop("include", None)
+    if includes is None:
+        includes = []
+    elif isinstance(includes, str):
+        includes = [includes]
+    elif not (isinstance(includes, list) and all(isinstance(item, str) for item in includes)):
+        raise ConfigError(f"{path}: include: expected a file path or a list of file paths, got {includes!r}")
+
+    merged: dict = {}
+    for include in includes:
+        base_origins = _Origins()
+        base = _load_with_includes(path.parent / include, base_origins, chain + (path,))
+        merged = _merge(merged, base)
+        origins.by_path.update(base_origins.by_path)
+    origins.record(tree, str(path))
+    return _merge(merged, tree)
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(tree: Any, origins: _Origins, path: KeyPath = ()) -> Any:
+    if isinstance(tree, dict):
+        return {key: _expand_env(value, origins, path + (key,)) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_expand_env(value, origins, path + (index,)) for index, value in enumerate(tree)]
+    if not isinstance(tree, str):
+        return tree
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{origins.source_of(path)}: {format_key_path(path)}: environment variable ${{{name}}} is not set; "
+            f"set it, or write ${{{name}:-default}} to give a default"
+        )
+
+    return _ENV_PATTERN.sub(replace, tree)
+
+
+def _schema_child(tp: Any, key: Any) -> Any:
+    """The type found at `key` inside a value of type `tp`, or raise KeyError/IndexError."""
+    tp = _strip_optional(tp)
+    if dataclasses.is_dataclass(tp):
+        fields_by_name = {f.name: f for f in _yaml_fields(tp)}
+        if key not in fields_by_name:
+            raise KeyError(key)
+        return _hints(tp)[key]
+    if _origin(tp) in (tuple, list):
+        return typing.get_args(tp)[0]
+    return Any  # free-form mappings (method options) are checked later, by the method
+
+
+def apply_override(tree: dict, origins: _Origins, assignment: str) -> None:
+    """Apply one `key.path=value` to the raw tree, refusing key paths the schema does not have."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. --set train.iterations=200")
+    key_text, value_text = assignment.split("=", 1)
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in key_text.strip().split(".")]
+    if not key_text.strip() or any(p == "" for p in parts):
+        raise ConfigError(f"--set {assignment}: empty key path")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML: {error}") from None
+
+    node: Any = tree
+    tp: Any = Experiment
+    for depth, part in enumerate(parts):
+        here = tuple(parts[:depth])
+        is_last = depth == len(parts) - 1
+        if tp is not Any:
+            try:
+                tp = _schema_child(tp, part)
+            except (KeyError, IndexError):
+                raise ConfigError(_unknown_key_message("--set", here, part, _allowed_keys(tp))) from None
+        if isinstance(part, int):
+            if not isinstance(node, list) or not 0 <= part < len(node):
+                size = len(node) if isinstance(node, list) else 0
+                raise ConfigError(f"--set {assignment}: {format_key_path(here)} has {size} item(s); index {part} is out of range")
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment}: {format_key_path(here)} is not a mapping")
+        if is_last:
+            node[part] = value
+            origins.record(value, "--set", tuple(parts))
+        else:
+            if isinstance(node, dict) and part not in node:
+                node[part] = {}
+            node = node[part]
+
+
+def _allowed_keys(tp: Any) -> list[str]:
+    tp = _strip_optional(tp)
+    return [f.name for f in _yaml_fields(tp)] if dataclasses.is_dataclass(tp) else []
+
+
+def _unknown_key_message(source: str, parent: KeyPath, key: Any, allowed: Sequence[str]) -> str:
+    path = format_key_path(parent + (key,))
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{source}: {path}: unknown key{hint} Allowed here: {', '.join(allowed)}"
+
+
+def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
+    """Read, merge, override, expand and validate an experiment file. Raises ConfigError."""
+    origins = _Origins()
+    tree = _load_with_includes(Path(path), origins)
+    for assignment in overrides:
+        apply_override(tree, origins, assignment)
+    tree = _expand_env(tree, origins)
+    experiment = build(Experiment, tree, origins)
+    experiment = dataclasses.replace(experiment, source=str(path))
+    return _resolve_methods(experiment, tree, origins)
+
+
+def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> Experiment:
+    """Validate each method's options with its own dataclass, and let it check the training settings."""
+    from bench import methods as method_registry  # late import: methods import this module
+
+    resolved = []
+    labels: dict[str, int] = {}
+    for index, spec in enumerate(experiment.methods):
+        path: KeyPath = ("methods", index)
+        where = origins.source_of(path + ("name",))
+        if not method_registry.is_known(spec.name):
+            raise ConfigError(f"{where}: {format_key_path(path + ('name',))}: {method_registry.unknown_method_message(spec.name)}")
+        raw_options = spec.options if spec.options is not None else {}
+        if not isinstance(raw_options, dict):
+            raise ConfigError(f"{where}: {format_key_path(path + ('options',))}: expected a mapping of option names to values")
+        if method_registry.is_registered(spec.name):
+            method_class = method_registry.method_class(spec.name)
+            options = build(method_class.Options, raw_options, origins, path + ("options",))
+            problems = method_class.check_settings(options, experiment.train)
+            if problems:
+                raise ConfigError(
+                    f"{where}: {format_key_path(path)} ({spec.name}): " + "; ".join(problems)
+                )
+            label = spec.label or method_class.default_label(options)
+        else:
+            # Known to the benchmark but not implemented yet: planned, reported as missing, never dropped.
+            options = dict(raw_options)
+            label = spec.label or method_registry.planned_label(spec.name)
+        if label in labels:
+            raise ConfigError(
+                f"{where}: {format_key_path(path + ('label',))}: label {label!r} is already used by methods[{labels[label]}]; "
+                "give each variant its own label"
+            )
+        labels[label] = index
+        resolved.append(dataclasses.replace(spec, label=label, options=options))
+    return dataclasses.replace(experiment, methods=tuple(resolved))
+
+
+# ----------------------------------------------------------------------------------------------
+# The typed tree -> dataclass conversion.
+
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _origin(tp: Any) -> Any:
+    return typing.get_origin(tp)
+
+
+def _strip_optional(tp: Any) -> Any:
+    if _origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _yaml_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
+
+
+def _describe(tp: Any) -> str:
+    tp_stripped = _strip_optional(tp)
+    suffix = " or null" if tp_stripped is not tp else ""
+    origin = _origin(tp_stripped)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp_stripped)) + suffix
+    if origin in (tuple, list):
+        return f"a list of {_describe(typing.get_args(tp_stripped)[0])}" + suffix
+    if dataclasses.is_dataclass(tp_stripped):
+        return "a mapping" + suffix
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(tp_stripped, getattr(tp_stripped, "__name__", str(tp_stripped))) + suffix
+
+
+def build(cls: type, tree: Any, origins: _Origins | None = None, path: KeyPath = ()) -> Any:
+    """Convert a raw YAML tree into dataclass `cls`, checking every key and type on the way."""
+    return _convert(cls, tree, origins or _Origins(), path)
+
+
+def _fail(origins: _Origins, path: KeyPath, message: str) -> ConfigError:
+    return ConfigError(f"{origins.source_of(path)}: {format_key_path(path)}: {message}")
+
+
+def _convert(tp: Any, value: Any, origins: _Origins, path: KeyPath) -> Any:
+    if tp is Any:
+        return copy.deepcopy(value)
+    stripped = _strip_optional(tp)
+    if value is None:
+        if stripped is not tp:
+            return None
+        raise _fail(origins, path, f"a value is required: {_describe(tp)}")
+    tp = stripped
+    origin = _origin(tp)
+
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(tp, value, origins, path)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed):
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(origins, path, f"{value!r} is not allowed{hint}; allowed: {', '.join(repr(a) for a in allowed)}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise _fail(origins, path, f"expected {_describe(tp)}, got {type(value).__name__} {value!r}")
+        (item_type,) = typing.get_args(tp)[:1]
+        return tuple(_convert(item_type, item, origins, path + (index,)) for index, item in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(origins, path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(origins, path, f"expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        # YAML 1.1 reads `1e-4` (no dot) as a string; accept plain numeric text for float fields.
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(origins, path, f"expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _fail(origins, path, f"expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"bench.config cannot convert to {tp!r} (at {format_key_path(path)})")
+
+
+def _convert_dataclass(cls: type, value: Any, origins: _Origins, path: KeyPath) -> Any:
+    if not isinstance(value, dict):
+        raise _fail(origins, path, f"expected a mapping with keys {', '.join(_allowed_keys(cls))}; got {value!r}")
+    yaml_fields = _yaml_fields(cls)
+    allowed = [f.name for f in yaml_fields]
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(_unknown_key_message(origins.source_of(path + (key,)), path, key, allowed))
+    hints = _hints(cls)
+    kwargs = {}
+    for f in yaml_fields:
+        if f.name in value:
+            kwargs[f.name] = _convert(hints[f.name], value[f.name], origins, path + (f.name,))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise _fail(origins, path, f"missing required key '{f.name}' ({_describe(hints[f.name])})")
+    try:
+        return cls(**kwargs)
+    except FieldError as error:
+        raise _fail(origins, path + (error.field_name,), str(error)) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Back to plain data (for run folders and run identities).
+
+
+def to_plain(value: Any) -> Any:
+    """A JSON-ready copy of a config value: dataclasses to dicts, tuples to lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def identity_fields(value: Any) -> Any:
+    """Like `to_plain`, without the operational fields (logging intervals, device, workers)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: identity_fields(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("identity", True)
+        }
+    return to_plain(value)
