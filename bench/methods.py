@@ -1,0 +1,194 @@
+"""The method contract and the method registry.
+
+A *method* is one unpaired translation model (U-GAT-IT, CycleGAN, ...). What a new method
+implements, and nothing more:
+
+    @register_method("mymethod")
+    class MyMethod(Method):
+        @dataclass(frozen=True)
+        class Options:                       # the YAML's `options:` for this method, with defaults
+            width: int = 64
+
+        def __init__(self, options, train, device): ...   # build networks and optimizers
+        def train_step(self, real_a, real_b) -> dict: ... # one update of every network; returns losses
+        def translate(self, images, direction): ...       # a batch in [-1, 1] -> translated batch in [-1, 1]
+        def state_dict(self) -> dict: ...                  # everything needed to resume training exactly
+        def load_state_dict(self, state): ...
+
+Optional: `check_settings` (refuse settings the networks cannot take), `default_label`, `set_step`
+(learning-rate schedules) and `extra_stats` (values logged beside the losses).
+
+Tensors are N x 3 x H x W in [-1, 1] on the method's device. `direction` is "a2b" or "b2a".
+`train_step` returns a mapping of loss names to values; a value may be a 0-dim tensor, which the
+trainer turns into a float only when it logs (so a method need not synchronise the device each
+step). `state_dict()` holds plain tensors and Python values only, so that a checkpoint loads with
+`torch.load(..., weights_only=True)`.
+
+Methods register themselves where they are defined, with `@register_method`. The packages listed
+in `METHOD_PACKAGES` are imported on first use, so that their methods are found.
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from bench.config import MethodSpec, TrainConfig
+
+# Packages whose import registers methods. A new package of methods is added here.
+METHOD_PACKAGES = ("bench.simple_methods", "ugatit", "baselines")
+
+# Methods of the paper's Table 3 that this benchmark knows of but does not implement yet: an
+# experiment may list them; they are reported as missing, never silently dropped.
+PLANNED_METHODS = {
+    "munit": "MUNIT",
+    "drit": "DRIT",
+    "aggan": "AGGAN",
+    "cartoongan": "CartoonGAN",
+}
+
+
+class Method(abc.ABC):
+    """One translation model: its networks, optimizers and training step. See the module docstring."""
+
+    name: ClassVar[str] = ""                         # set by @register_method
+
+    @dataclass(frozen=True)
+    class Options:
+        """The method's own YAML options (none by default)."""
+
+    def __init__(self, options: Any, train: TrainConfig, device: torch.device):
+        self.options = options
+        self.train_config = train
+        self.device = torch.device(device)
+
+    @classmethod
+    def check_settings(cls, options: Any, train: TrainConfig) -> list[str]:
+        """Problems with these settings (e.g. an image size the networks cannot take); [] if none."""
+        return []
+
+    @classmethod
+    def default_label(cls, options: Any) -> str:
+        """The row name in tables when the experiment gives no `label`."""
+        return cls.name
+
+    @abc.abstractmethod
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:
+        """One training iteration on a batch from each domain; returns loss name -> value."""
+
+    @abc.abstractmethod
+    def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        """Translate a batch (N x 3 x H x W, [-1, 1]) in `direction` ("a2b" or "b2a")."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizers and anything else needed to continue training exactly."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def set_step(self, step: int) -> None:
+        """Called before each `train_step` with the 0-based iteration, for learning-rate schedules."""
+
+    def extra_stats(self) -> dict[str, float]:
+        """Optional values logged beside the losses (learning rate, rho, ...); read only when logging."""
+        return {}
+
+
+def check_direction(direction: str) -> None:
+    if direction not in ("a2b", "b2a"):
+        raise ValueError(f"direction must be 'a2b' or 'b2a', got {direction!r}")
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_packages_imported = False
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: make a Method available to experiments under `name`."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"@register_method({name!r}) must decorate a subclass of bench.methods.Method")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"method name {name!r} is already registered by {_REGISTRY[name].__module__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _import_method_packages() -> None:
+    global _packages_imported
+    if _packages_imported:
+        return
+    _packages_imported = True
+    for package in METHOD_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as error:
+            if error.name != package:  # the package exists but something it imports is missing
+                raise
+
+
+def registered_methods() -> list[str]:
+    _import_method_packages()
+    return sorted(_REGISTRY)
+
+
+def is_registered(name: str) -> bool:
+    return name in registered_methods()
+
+
+def is_known(name: str) -> bool:
+    return is_registered(name) or name in PLANNED_METHODS
+
+
+def planned_label(name: str) -> str:
+    return PLANNED_METHODS[name]
+
+
+def unknown_method_message(name: str) -> str:
+    known = registered_methods()
+    close = difflib.get_close_matches(name, known + list(PLANNED_METHODS), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown method {name!r}.{hint} Registered methods: {', '.join(known)}"
+
+
+def method_class(name: str) -> type[Method]:
+    if not is_registered(name):
+        if name in PLANNED_METHODS:
+            raise KeyError(f"method {name!r} ({PLANNED_METHODS[name]}) is planned but not implemented yet. "
+                           f"Registered methods: {', '.join(registered_methods())}")
+        raise KeyError(unknown_method_message(name))
+    return _REGISTRY[name]
+
+
+def create_method(name: str, train: TrainConfig | None = None, device: str | torch.device = "cpu",
+                  **options: Any) -> Method:
+    """Build a registered method from keyword options, validated like the YAML's `options:`."""
+    from bench.config import build
+
+    cls = method_class(name)
+    return _construct(cls, build(cls.Options, options, path=("options",)), train or TrainConfig(), device)
+
+
+def build_method(spec: MethodSpec, train: TrainConfig, device: str | torch.device) -> Method:
+    """Build the method of an experiment entry whose options `load_experiment` already validated."""
+    return _construct(method_class(spec.name), spec.options, train, device)
+
+
+def _construct(cls: type[Method], options: Any, train: TrainConfig, device: str | torch.device) -> Method:
+    from bench.config import ConfigError
+
+    problems = cls.check_settings(options, train)
+    if problems:
+        raise ConfigError(f"method {cls.name!r}: " + "; ".join(problems))
+    return cls(options, train, torch.device(device))
