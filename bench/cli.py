@@ -1,0 +1,93 @@
+"""The command line behind run_bench.py (the logic lives in bench.runner and bench.download)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench import methods as method_registry
+from bench.config import ConfigError, DATA_ROOT_ENV, load_experiment
+from bench.data import DataError
+from bench.datasets import CATALOGUE
+from bench.download import DownloadError, download_by_name
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_bench.py",
+        description="Train, translate and score unpaired image-to-image translation models from an experiment file.",
+        epilog="Examples:\n"
+               "  python run_bench.py experiments/smoke.yaml\n"
+               "  python run_bench.py experiments/ablation.yaml --dry-run --set train.iterations=200\n"
+               "  python run_bench.py --download horse2zebra --data-root data\n"
+               "  python run_bench.py --list methods",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("experiment", nargs="?", help="experiment YAML file (see experiments/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of the experiment, e.g. --set train.iterations=200 (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit without training")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    downloads = parser.add_argument_group("datasets")
+    downloads.add_argument("--download", metavar="NAME", help=f"download and install a dataset: {', '.join(n for n, i in CATALOGUE.items() if not i.synthetic)}")
+    downloads.add_argument("--data-root", metavar="DIR", help=f"where datasets live (default: ${DATA_ROOT_ENV} or ./data)")
+    downloads.add_argument("--archive", metavar="FILE", help="install from an archive already on disk instead of downloading")
+    downloads.add_argument("--force", action="store_true", help="replace an installed copy of the dataset")
+    swap = downloads.add_mutually_exclusive_group()
+    swap.add_argument("--swap", dest="swap", action="store_const", const=True, help="exchange the archive's A and B")
+    swap.add_argument("--no-swap", dest="swap", action="store_const", const=False, help="keep the archive's A and B as they are")
+    parser.add_argument("--list", choices=["methods", "datasets"], help="list registered methods or known datasets")
+    return parser
+
+
+def _list(kind: str) -> None:
+    if kind == "methods":
+        for name in method_registry.registered_methods():
+            print(f"{name:12s} {method_registry.method_class(name).__module__}")
+        for name, label in method_registry.PLANNED_METHODS.items():
+            print(f"{name:12s} ({label}: planned, not implemented yet)")
+    else:
+        for name, info in CATALOGUE.items():
+            kind_text = "synthetic, generated on demand" if info.synthetic else f"{len(info.sources)} download source(s)"
+            print(f"{name:15s} {info.task_name('a2b'):18s} {info.task_name('b2a'):18s} {kind_text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.list:
+            _list(args.list)
+            return EXIT_OK
+        if args.download:
+            from bench.config import DataConfig
+
+            root = Path(args.data_root) if args.data_root else DataConfig().resolved_root()
+            report = download_by_name(args.download, root, archive=Path(args.archive) if args.archive else None,
+                                      force=args.force, swap=args.swap, progress=not args.no_progress)
+            print(report.summary())
+            return EXIT_OK
+        if not args.experiment:
+            build_parser().print_usage(sys.stderr)
+            print("run_bench.py: error: give an experiment file, --download NAME or --list", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+        from bench.runner import format_plan, format_reports, plan_experiment, run_plan
+
+        experiment = load_experiment(args.experiment, args.overrides)
+        plan = plan_experiment(experiment)
+        if args.dry_run:
+            print(format_plan(plan))
+            return EXIT_BAD_INPUT if plan.data_problems else EXIT_OK
+        print(format_plan(plan), flush=True)
+        reports = run_plan(plan, progress=not args.no_progress)
+        print(format_reports(reports, plan))
+        return EXIT_OK if all(r.status == "done" for r in reports) else EXIT_RUN_FAILED
+    except (ConfigError, DataError, DownloadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT

@@ -1,0 +1,82 @@
+"""Translate a folder of test images with any method: one PNG per input, same file stem.
+
+Every method's outputs are saved with the same convention, clamp((x + 1) / 2, 0, 1) rounded to
+8 bits, and no per-image min-max stretch (UNIT's test script stretches each output, which changes
+KID; see ../shared/notes/baselines.md). PNG is lossless, so scores never depend on JPEG quality.
+The output folder is written under a temporary name and renamed when complete, so a folder with
+the final name always holds every translation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from bench.data import SortedImageFolder
+
+MANIFEST = "translations.json"
+
+
+def to_uint8_images(batch: torch.Tensor) -> np.ndarray:
+    """N x 3 x H x W in [-1, 1] -> N x H x W x 3 uint8, by clamp((x + 1) / 2) and rounding."""
+    scaled = ((batch.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round()
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def output_names(test_set: SortedImageFolder) -> list[str]:
+    names = [Path(path).stem + ".png" for path in test_set.files]
+    if len(set(names)) != len(names):
+        seen, clashes = set(), []
+        for path, name in zip(test_set.files, names):
+            if name in seen:
+                clashes.append(path.name)
+            seen.add(name)
+        raise ValueError(f"{test_set.folder}: files share a name apart from the extension ({clashes[:3]}); "
+                         "their translations would overwrite each other; rename them")
+    return names
+
+
+@torch.no_grad()
+def translate_images(translate: Callable[[torch.Tensor], torch.Tensor], input_dir: Path, output_dir: Path,
+                     image_size: int, device: torch.device, batch_size: int = 8, on_bad_image: str = "fail",
+                     extra_manifest: dict | None = None, progress: bool = True) -> Path:
+    """Translate every image of `input_dir` with `translate` (a batch in [-1, 1] -> a batch in [-1, 1])."""
+    output_dir = Path(output_dir)
+    test_set = SortedImageFolder(input_dir, image_size, on_bad_image)
+    names = output_names(test_set)
+    partial = output_dir.with_name(output_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    written = 0
+    bar = tqdm(total=len(test_set), desc=f"translate {Path(input_dir).name}", unit="img", disable=not progress, leave=False)
+    for images, _ in test_set.batches(batch_size):
+        outputs = to_uint8_images(translate(images.to(device)))
+        for array in outputs:
+            Image.fromarray(array).save(partial / names[written])
+            written += 1
+        bar.update(len(outputs))
+    bar.close()
+    manifest = {
+        "input_dir": str(Path(input_dir)),
+        "count": written,
+        "skipped_inputs": [str(p) for p in test_set.skipped],
+        "image_size": image_size,
+        **(extra_manifest or {}),
+    }
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    os.replace(partial, output_dir)
+    return output_dir
+
+
+def is_complete(output_dir: Path) -> bool:
+    return (Path(output_dir) / MANIFEST).is_file()

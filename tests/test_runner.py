@@ -1,0 +1,121 @@
+"""run_bench.py end to end with the dummy methods: plan, dry run, data checks, runs, failures."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from bench import methods as method_registry
+from bench.cli import main
+from bench.config import load_experiment
+from bench.methods import Method
+from bench.runner import plan_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy}, {name: identity}]", extra=""):
+    return write_yaml("exp.yaml", f"""
+name: e2e
+datasets: [{{name: tiny}}]
+methods: {methods}
+output_dir: {tmp_path / 'runs'}
+data: {{root: {tmp_path / 'data'}}}
+train: {{iterations: 6, image_size: 16, checkpoint_every: 3, log_every: 2, num_workers: 0}}
+""" + textwrap.dedent(extra))
+
+
+def test_dry_run_prints_every_run_and_touches_nothing(tiny_dataset, write_yaml, tmp_path, capsys):
+    path = experiment_yaml(write_yaml, tmp_path, extra="train: {iterations: 6, image_size: 16, seeds: [0, 1]}\n")
+    assert main([str(path), "--dry-run"]) == 0
+    output = capsys.readouterr().out
+    assert "2 training run(s)" not in output and "4 training run(s), 8 evaluation(s)" in output
+    for text in ("dummy", "Identity (no translation)", "tiny_a2b", "tiny_b2a", "tiny: present"):
+        assert text in output
+    assert re.search(r"runs/tiny/dummy-s1-[0-9a-f]{10}", output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_identity_changes_with_settings_but_not_with_logging(tiny_dataset, write_yaml, tmp_path):
+    path = experiment_yaml(write_yaml, tmp_path)
+    base = plan_experiment(load_experiment(path)).trainings[0].run_dir
+    assert plan_experiment(load_experiment(path, ["train.log_every=1", "train.device=cpu"])).trainings[0].run_dir == base
+    assert plan_experiment(load_experiment(path, ["train.iterations=7"])).trainings[0].run_dir != base
+    assert plan_experiment(load_experiment(path, ["methods.0.options.lr=0.5"])).trainings[0].run_dir != base
+
+
+def test_missing_dataset_is_refused_before_any_work(write_yaml, tmp_path, capsys):
+    path = write_yaml("exp.yaml", f"""
+name: missing
+datasets: [{{name: horse2zebra}}]
+methods: [{{name: dummy}}]
+output_dir: {tmp_path / 'runs'}
+data: {{root: {tmp_path / 'data'}}}
+""")
+    assert main([str(path), "--dry-run"]) == 2
+    assert f"python run_bench.py --download horse2zebra --data-root {tmp_path / 'data'}" in capsys.readouterr().out
+    assert main([str(path)]) == 2
+    assert "nothing was run" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_end_to_end_training_translation_and_records(tiny_dataset, write_yaml, tmp_path, capsys):
+    path = experiment_yaml(write_yaml, tmp_path)
+    assert main([str(path), "--no-progress"]) == 0
+    run_dirs = sorted((tmp_path / "runs" / "tiny").iterdir())
+    assert len(run_dirs) == 2
+    dummy_dir = next(d for d in run_dirs if d.name.startswith("dummy"))
+    config = json.loads((dummy_dir / "config.json").read_text())
+    assert config["identity"]["method"] == "dummy" and config["git"] and config["versions"]["torch"]
+    assert torch.load(dummy_dir / "checkpoints" / "latest.pt", weights_only=True)["step"] == 6
+    assert len((dummy_dir / "stats.jsonl").read_text().splitlines()) == 3
+    for direction, split in (("a2b", "testA"), ("b2a", "testB")):
+        outputs = sorted(p.name for p in (dummy_dir / "translations" / direction).glob("*.png"))
+        assert outputs == sorted(p.stem + ".png" for p in (tiny_dataset / split).glob("*.png"))
+        with Image.open(dummy_dir / "translations" / direction / outputs[0]) as image:
+            assert image.size == (16, 16) and image.mode == "RGB"
+    result = json.loads((dummy_dir / "result.json").read_text())
+    assert result["directions"]["a2b"]["task"] == "tiny_a2b" and result["directions"]["b2a"]["step"] == 6
+
+
+@pytest.fixture
+def broken_method():
+    class Broken(Method):
+        def train_step(self, real_a, real_b):
+            raise RuntimeError("this method always fails")
+
+        translate = state_dict = load_state_dict = lambda *a, **k: {}
+
+    method_registry.register_method("broken_test_method")(Broken)
+    yield
+    del method_registry._REGISTRY["broken_test_method"]
+
+
+def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_yaml, tmp_path, capsys, broken_method):
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: munit}]")
+    assert main([str(path), "--no-progress"]) == 1
+    output = capsys.readouterr().out
+    assert "RuntimeError: this method always fails" in output
+    log_line = next(line for line in output.splitlines() if line.startswith("FAILED"))
+    log_path = Path(log_line.split("see ")[1])
+    assert "this method always fails" in log_path.read_text() and "Traceback" in log_path.read_text()
+    assert re.search(r"dummy\s+tiny\s+0\s+done", output)
+    assert "Not run: MUNIT (munit) is not implemented yet" in output
+
+
+def test_readme_commands_and_ci_agree():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
+    setup = [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("pip install -e")]
+    assert 'pip install -e ".[dev]" && python run_bench.py experiments/smoke.yaml' in setup
+    test_command = next(line for line in setup if "pytest" in line)
+    assert test_command in ci, "the CI script must run the README's test command"
+    assert shlex.split(test_command)[-1] != "||"

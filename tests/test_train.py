@@ -1,0 +1,103 @@
+"""The shared training loop: checkpoints, exact resumption after a crash, stats records, NaN stop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.config import TrainConfig
+from bench.data import StreamSettings, UnpairedTrainingSet
+from bench.methods import create_method
+from bench.train import CHECKPOINT_FORMAT, TrainingDiverged, checkpoint_path, load_checkpoint, train
+
+CPU = torch.device("cpu")
+CONFIG = TrainConfig(iterations=20, checkpoint_every=5, log_every=1, image_size=16, num_workers=0)
+
+
+@pytest.fixture
+def dataset(tiny_dataset):
+    return UnpairedTrainingSet(tiny_dataset, StreamSettings(image_size=16, load_size=18, seed=0))
+
+
+def losses_by_step(run_dir) -> dict[int, dict[str, float]]:
+    lines = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    steps = [line["step"] for line in lines]
+    assert steps == sorted(set(steps)), "a step was logged twice"
+    return {line["step"]: {k: v for k, v in line.items() if k != "seconds_per_iteration"} for line in lines}
+
+
+def fresh_dummy(seed: int = 0):
+    torch.manual_seed(seed)
+    return create_method("dummy", train=CONFIG)
+
+
+def test_interrupted_run_resumes_exactly(dataset, tmp_path):
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    train(fresh_dummy(), dataset, full_dir, CONFIG, {"note": "full"}, CPU, progress=False)
+
+    crashing = fresh_dummy()
+    real_step, calls = crashing.train_step, {"n": 0}
+
+    def crash_at_13(real_a, real_b):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt  # as a kill between checkpoints
+        return real_step(real_a, real_b)
+
+    crashing.train_step = crash_at_13
+    with pytest.raises(KeyboardInterrupt):
+        train(crashing, dataset, cut_dir, CONFIG, {}, CPU, progress=False)
+    assert load_checkpoint(checkpoint_path(cut_dir))["step"] == 10
+
+    torch.manual_seed(999)  # a different process state: the checkpoint must restore everything
+    outcome = train(fresh_dummy(seed=5), dataset, cut_dir, CONFIG, {}, CPU, progress=False)
+    assert outcome.resumed_from == 10 and outcome.steps_total == 20
+    assert losses_by_step(cut_dir) == losses_by_step(full_dir)   # every step, bit for bit
+    assert torch.equal(torch.get_rng_state(), load_checkpoint(checkpoint_path(full_dir))["rng"]["torch"])
+
+
+def test_checkpoint_is_a_plain_dict_loadable_with_weights_only(dataset, tmp_path):
+    train(fresh_dummy(), dataset, tmp_path, CONFIG, {"method": "dummy", "seed": 0}, CPU, progress=False)
+    checkpoint = torch.load(checkpoint_path(tmp_path), weights_only=True)
+    assert checkpoint["format"] == CHECKPOINT_FORMAT and checkpoint["step"] == 20
+    assert checkpoint["method"] == "dummy" and checkpoint["config"] == {"method": "dummy", "seed": 0}
+    assert set(checkpoint["method_state"]) == {"scale", "shift", "optimizer"}
+    assert "torch" in checkpoint["versions"]
+    assert [p.name for p in checkpoint_path(tmp_path).parent.iterdir()] == ["latest.pt"]  # no temp files left
+    # A finished run is not trained again.
+    outcome = train(fresh_dummy(), dataset, tmp_path, CONFIG, {}, CPU, progress=False)
+    assert outcome.resumed_from == 20 and outcome.steps_total == 20
+
+
+def test_stats_record_losses_learning_rate_and_speed(dataset, tmp_path):
+    config = TrainConfig(iterations=12, checkpoint_every=12, log_every=4, image_size=16, num_workers=0)
+    train(create_method("dummy", train=config), dataset, tmp_path, config, {}, CPU, progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [4, 8, 12]
+    assert {"moments_a2b", "moments_b2a", "lr", "seconds_per_iteration"} <= set(lines[0])
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(dataset, tmp_path):
+    method = fresh_dummy()
+    real_step, calls = method.train_step, {"n": 0}
+
+    def goes_nan(real_a, real_b):
+        calls["n"] += 1
+        losses = real_step(real_a, real_b)
+        return {**losses, "moments_a2b": torch.tensor(float("nan"))} if calls["n"] >= 7 else losses
+
+    method.train_step = goes_nan
+    config = TrainConfig(iterations=20, checkpoint_every=5, log_every=100, image_size=16, num_workers=0)
+    with pytest.raises(TrainingDiverged) as caught:
+        train(method, dataset, tmp_path, config, {}, CPU, progress=False)
+    assert "moments_a2b is nan at step 10" in str(caught.value) and "last good checkpoint" in str(caught.value)
+    assert load_checkpoint(checkpoint_path(tmp_path))["step"] == 5
+
+
+def test_a_foreign_file_is_not_taken_for_a_checkpoint(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"genA2B": {}}, path)
+    with pytest.raises(ValueError, match="not a checkpoint of this harness"):
+        load_checkpoint(path)
