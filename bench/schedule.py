@@ -14,16 +14,19 @@ def lr_multiplier(step: int, total_steps: int, schedule: str, decay_start: float
     """Multiplier of the base learning rate for 0-based iteration `step` of `total_steps`.
 
     "constant": 1 throughout.
-    "linear_decay": 1 until `decay_start * total_steps`, then linear to 0 at `total_steps`
-    (U-GAT-IT, Appendix B.2: constant until 500k of 1M iterations, then linearly decayed).
+    "linear_decay": 1 for the first `decay_start * total_steps` iterations, then down by an equal
+    amount each iteration, reaching 0 at the last one (U-GAT-IT, Appendix B.2: constant until 500k
+    of 1M iterations, then linearly decayed; the official PyTorch code subtracts lr / (N/2) before
+    each 1-based iteration t > N/2, which is this formula with t = step + 1).
     """
     if schedule == "constant":
         return 1.0
     if schedule == "linear_decay":
-        decay_from = decay_start * total_steps
-        if step < decay_from:
+        decay_from = int(decay_start * total_steps)
+        decay_steps = total_steps - decay_from
+        if decay_steps <= 0:
             return 1.0
-        return max(0.0, (total_steps - step) / max(total_steps - decay_from, 1e-12))
+        return max(0.0, 1.0 - max(0, step + 1 - decay_from) / decay_steps)
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; allowed: constant, linear_decay")
 
 

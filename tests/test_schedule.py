@@ -9,10 +9,19 @@ from bench.schedule import lr_multiplier, resolve_schedule
 def test_linear_decay_matches_the_paper_at_one_million_iterations():
     total = 1_000_000
     assert lr_multiplier(0, total, "linear_decay") == 1.0
-    assert lr_multiplier(499_999, total, "linear_decay") == 1.0
-    assert lr_multiplier(500_000, total, "linear_decay") == pytest.approx(1.0)
-    assert lr_multiplier(750_000, total, "linear_decay") == pytest.approx(0.5)
-    assert lr_multiplier(1_000_000, total, "linear_decay") == pytest.approx(0.0)
+    assert lr_multiplier(499_999, total, "linear_decay") == 1.0          # 1-based iteration 500,000
+    assert lr_multiplier(500_000, total, "linear_decay") == pytest.approx(1 - 1 / 500_000)
+    assert lr_multiplier(749_999, total, "linear_decay") == pytest.approx(0.5)
+    assert lr_multiplier(999_999, total, "linear_decay") == 0.0          # the last iteration
+
+
+def test_linear_decay_equals_the_official_codes_running_subtraction():
+    total, lr = 10, 1e-4
+    running = lr
+    for step in range(total):               # official: for t in 1..N: if t > N // 2: lr -= lr0 / (N // 2)
+        if step + 1 > total // 2:
+            running -= lr / (total // 2)
+        assert lr * lr_multiplier(step, total, "linear_decay") == pytest.approx(running, abs=1e-15)
 
 
 def test_constant_and_unknown():
