@@ -16,7 +16,8 @@ implements, and nothing more:
         def load_state_dict(self, state): ...
 
 Optional: `check_settings` (refuse settings the networks cannot take), `default_label`, `set_step`
-(learning-rate schedules) and `extra_stats` (values logged beside the losses).
+(learning-rate schedules), `extra_stats` (values logged beside the losses) and `sample_sheet`
+(a picture of the model for fixed test images; the default shows input, translation, cycle).
 
 Tensors are N x 3 x H x W in [-1, 1] on the method's device. `direction` is "a2b" or "b2a".
 `train_step` returns a mapping of loss names to values; a value may be a 0-dim tensor, which the
@@ -99,6 +100,20 @@ class Method(abc.ABC):
     def extra_stats(self) -> dict[str, float]:
         """Optional values logged beside the losses (learning rate, rho, ...); read only when logging."""
         return {}
+
+    def sample_sheet(self, real_a: torch.Tensor, real_b: torch.Tensor) -> torch.Tensor:
+        """A picture of the model now, for fixed test images: 3 x H x W in [0, 1].
+
+        Default: one row per image and direction: input | translation | cycle reconstruction.
+        """
+        from torchvision.utils import make_grid
+
+        rows = []
+        with torch.no_grad():
+            for real, forward, backward in ((real_a, "a2b", "b2a"), (real_b, "b2a", "a2b")):
+                fake = self.translate(real, forward)
+                rows.append(torch.stack([real, fake, self.translate(fake, backward)], dim=1).flatten(0, 1))
+        return make_grid((torch.cat(rows).float().cpu() + 1) / 2, nrow=3, padding=2, pad_value=1.0).clamp(0, 1)
 
 
 def check_direction(direction: str) -> None:

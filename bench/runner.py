@@ -13,6 +13,7 @@ Run folder:
     log.txt                      what happened, with the traceback of a failure
     checkpoints/latest.pt        see bench.train
     stats.jsonl                  one line per logged iteration
+    samples/step_<step>.png      sample sheets of fixed test images
     translations/<direction>/    one PNG per test image (bench.translate)
     result.json                  per direction: task, translation folder, image count
 """
@@ -34,7 +35,7 @@ from tabulate import tabulate
 
 from bench import methods as method_registry
 from bench.config import DatasetSpec, Experiment, MethodSpec, identity_fields, to_plain
-from bench.data import DataError, StreamSettings, UnpairedTrainingSet, default_load_size
+from bench.data import DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size
 from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.environment import atomic_write_json, git_revision, package_versions, resolve_device
 from bench.synthetic import is_current, write_dataset, SyntheticSpec
@@ -186,6 +187,15 @@ def prepare_dataset(dataset: DatasetSpec, data_root: Path) -> Path:
     return directory
 
 
+SAMPLE_IMAGES_PER_DOMAIN = 4
+
+
+def _first_images(folder: Path, image_size: int, on_bad_image: str) -> torch.Tensor:
+    """The first test images of a domain (sorted by name): the fixed inputs of sample sheets."""
+    test_set = SortedImageFolder(folder, image_size, on_bad_image)
+    return torch.stack([test_set[i][0] for i in range(min(SAMPLE_IMAGES_PER_DOMAIN, len(test_set)))])
+
+
 def _run_logger(run_dir: Path) -> logging.Handler:
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
@@ -225,7 +235,9 @@ def execute_training(plan: Plan, training: TrainingRun, progress: bool = True) -
     torch.manual_seed(training.seed)  # network initialisation
     method = method_registry.build_method(training.method, experiment.train, device)
     log.info("training %s on %s, seed %d, in %s", training.variant, training.dataset.name, training.seed, run_dir)
-    outcome = train(method, training_set, run_dir, experiment.train, training.identity, device, progress=progress)
+    samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image) for split in ("testA", "testB"))
+    outcome = train(method, training_set, run_dir, experiment.train, training.identity, device, progress=progress,
+                    sample_images=samples)
     log.info("training finished at step %d (resumed from %s) in %.1f s", outcome.steps_total, outcome.resumed_from, outcome.seconds)
 
     results = {}

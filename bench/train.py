@@ -18,6 +18,7 @@ step as a run that never stopped (on the CPU; GPU kernels may not be bitwise det
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
@@ -98,9 +101,22 @@ def _as_floats(losses: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in losses.items()}
 
 
+def save_sample_sheet(sheet: torch.Tensor, path: Path) -> None:
+    """A 3 x H x W image in [0, 1] -> PNG, written atomically."""
+    array = (sheet.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_config: TrainConfig,
-          run_config: dict[str, Any], device: torch.device, progress: bool = True) -> TrainingOutcome:
-    """Train `method` to `train_config.iterations`, resuming from the run folder's checkpoint if any."""
+          run_config: dict[str, Any], device: torch.device, progress: bool = True,
+          sample_images: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainingOutcome:
+    """Train `method` to `train_config.iterations`, resuming from the run folder's checkpoint if any.
+
+    `sample_images` (a batch of fixed test images per domain) are drawn into
+    `samples/step_<step>.png` every `sample_every` iterations and at the end.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +148,8 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
 
             is_log_step = step % train_config.log_every == 0 or step == total
             is_checkpoint_step = step % train_config.checkpoint_every == 0 or step == total
-            if not (is_log_step or is_checkpoint_step):
+            is_sample_step = sample_images is not None and (step % train_config.sample_every == 0 or step == total)
+            if not (is_log_step or is_checkpoint_step or is_sample_step):
                 continue
             # Losses are read back from the device only here, not every step.
             values = _as_floats(losses)
@@ -150,6 +167,9 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
                 stats.flush()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:3]})
                 last_log_time, last_log_step = now, step
+            if is_sample_step:
+                sheet = method.sample_sheet(sample_images[0].to(device), sample_images[1].to(device))
+                save_sample_sheet(sheet, run_dir / "samples" / f"step_{step:07d}.png")
             if is_checkpoint_step:
                 save_checkpoint(checkpoint_path(run_dir), method, step, run_config)
     bar.close()

@@ -45,24 +45,37 @@ def output_names(test_set: SortedImageFolder) -> list[str]:
 
 
 @torch.no_grad()
-def translate_images(translate: Callable[[torch.Tensor], torch.Tensor], input_dir: Path, output_dir: Path,
-                     image_size: int, device: torch.device, batch_size: int = 8, on_bad_image: str = "fail",
-                     extra_manifest: dict | None = None, progress: bool = True) -> Path:
-    """Translate every image of `input_dir` with `translate` (a batch in [-1, 1] -> a batch in [-1, 1])."""
+def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+                     input_dir: Path, output_dir: Path, image_size: int, device: torch.device, batch_size: int = 8,
+                     on_bad_image: str = "fail", extra_manifest: dict | None = None, progress: bool = True,
+                     companion_dir_name: str | None = None) -> Path:
+    """Translate every image of `input_dir` with `translate` (a batch in [-1, 1] -> a batch in [-1, 1]).
+
+    With `companion_dir_name`, `translate` returns (translations, companions): a second picture per
+    input in [0, 1] (an attention overlay, say), saved under the same name in
+    `output_dir/<companion_dir_name>/`. Scoring reads only the files directly in `output_dir`.
+    """
     output_dir = Path(output_dir)
     test_set = SortedImageFolder(input_dir, image_size, on_bad_image)
     names = output_names(test_set)
     partial = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    if companion_dir_name:
+        (partial / companion_dir_name).mkdir()
     written = 0
     bar = tqdm(total=len(test_set), desc=f"translate {Path(input_dir).name}", unit="img", disable=not progress, leave=False)
     for images, _ in test_set.batches(batch_size):
-        outputs = to_uint8_images(translate(images.to(device)))
-        for array in outputs:
+        result = translate(images.to(device))
+        outputs, companions = result if companion_dir_name else (result, None)
+        arrays = to_uint8_images(outputs)
+        extra = to_uint8_images(companions * 2 - 1) if companions is not None else [None] * len(arrays)
+        for array, companion in zip(arrays, extra):
             Image.fromarray(array).save(partial / names[written])
+            if companion is not None:
+                Image.fromarray(companion).save(partial / companion_dir_name / names[written])
             written += 1
-        bar.update(len(outputs))
+        bar.update(len(arrays))
     bar.close()
     manifest = {
         "input_dir": str(Path(input_dir)),
