@@ -1,0 +1,305 @@
+"""U-GAT-IT's networks: the generator (Table 4) and the local and global discriminators (Tables 5, 6).
+
+Code (vs. paper, vs. official PyTorch code):
+    Generator(...) for A -> B   G_{s->t}: encoder E_s, auxiliary classifier eta_s, decoder G_t   genA2B
+    Discriminator(global)       D_t with 286 x 286 receptive field (Table 6)                    disGA / disGB
+    Discriminator(local)        D_t with 70 x 70 receptive field (Table 5)                      disLA / disLB
+    ChannelAttention            the CAM block: eta (GAP and GMP logits), a(x) = w * E(x)        gap_fc, gmp_fc, conv1x1
+    StyleMLP                    the gamma, beta MLP of Table 4                                  FC, gamma, beta
+
+Both networks return (output, cam_logit, heatmap): the image (or patch logits), the auxiliary
+classifier's logits [GAP, GMP] (N x 2), and the attention heatmap (channel sum of the attention
+features, N x 1 x h x w), as the official code does; cam_logit and heatmap are None without CAM.
+
+A `Preset` gathers the documented differences between the paper and the official PyTorch code
+(../shared/notes/ugatit-official-facts.md); `paper` is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ugatit.normalization import ADAPTIVE_NORMS, residual_norm, upsampling_norm
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    normal_init: bool                  # conv/linear weights ~ N(0, 0.02), biases 0; else PyTorch's default init
+    adalin_rho_init: float             # rho of the decoder's AdaLIN at the start
+    unbiased_variance: bool            # AdaLIN/LIN variances with n - 1 (torch.var) instead of n
+    generator_bias: bool               # biases in the generator's convolutions and MLP (the 1x1 CAM conv always has one)
+    decay_all_parameters: bool         # weight decay on every parameter, or on conv/linear weights only
+    cam_weight_from_original: bool     # the discriminator's attention map uses the un-normalised CAM weight
+
+
+PRESETS = {
+    "paper": Preset(
+        name="paper",
+        normal_init=True,              # Appendix B.2: "zero-centered normal distribution with a standard deviation of 0.02"
+        adalin_rho_init=1.0,           # Sec. 2.1.1: rho "initialized to 1 in the residual blocks of the decoder"
+        unbiased_variance=False,       # Eq. 1 standard deviations; the official TF code uses tf.nn.moments (biased)
+        generator_bias=True,           # Table 4 lists plain CONV and MLP layers; the official TF code's default use_bias=True
+        decay_all_parameters=False,    # B.2 weight decay 1e-4; the official TF code's L2 regulariser covers kernels only
+        cam_weight_from_original=False,  # Sec. 2.1.2: a_D(x) = w_D * E_D(x) with the weight eta_D applies (spectrally normalised)
+    ),
+    "official_pytorch": Preset(
+        name="official_pytorch",
+        normal_init=False,             # notes: "Initialisation: PyTorch defaults, not N(0, 0.02)"
+        adalin_rho_init=0.9,           # notes: "AdaLIN rho starts at 0.9 (paper: 1.0)"
+        unbiased_variance=True,        # notes: "the *unbiased* variance (torch.var default)"
+        generator_bias=False,          # notes: "the generator's convolutions and its gamma/beta MLP have no bias"
+        decay_all_parameters=True,     # notes: "Adam's coupled L2 on every parameter, rho, gamma and beta included"
+        cam_weight_from_original=True,  # notes: "multiplied by the *un-normalised* weight (weight_orig)"
+    ),
+}
+
+
+def initialise_normal(module: nn.Module, std: float = 0.02) -> None:
+    """N(0, std) for every conv and linear weight, zero biases (Appendix B.2)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def decayed_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The conv and linear weights (spectrally normalised ones included): what the paper preset decays."""
+    weights = []
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            if parametrize.is_parametrized(layer, "weight"):
+                weights.append(layer.parametrizations.weight.original)
+            else:
+                weights.append(layer.weight)
+    return weights
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class ResidualBlock(nn.Module):
+    """Encoder bottleneck ResBlock-(N256, K3, S1, P1), IN, ReLU (Table 4); x + F(x)."""
+
+    def __init__(self, channels: int, bias: bool):
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, 1, 0, bias=bias), nn.InstanceNorm2d(channels), nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, 1, 0, bias=bias), nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class DecoderResidualBlock(nn.Module):
+    """Decoder bottleneck AdaResBlock-(N256, K3, S1, P1), AdaLIN, ReLU (Table 4); norms per variant."""
+
+    def __init__(self, channels: int, norm: str, rho_init: float, unbiased: bool, bias: bool):
+        super().__init__()
+        self.pad1 = nn.ReflectionPad2d(1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 0, bias=bias)
+        self.norm1 = residual_norm(norm, channels, rho_init, unbiased)
+        self.pad2 = nn.ReflectionPad2d(1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 0, bias=bias)
+        self.norm2 = residual_norm(norm, channels, rho_init, unbiased)
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
+        out = self.norm2(self.conv2(self.pad2(out)), gamma, beta)
+        return out + x
+
+
+class ChannelAttention(nn.Module):
+    """The CAM block of generator and discriminator (Sec. 2.1.1, 2.1.2; Tables 4-6).
+
+    eta(x) = sigma(sum_k w^k sum_ij E^k_ij(x)) from global average and global max pooling; its
+    weights w scale the feature maps, a(x) = w * E(x), the two attention maps are concatenated and a
+    1x1 convolution with ReLU (generator) or LeakyReLU 0.2 (discriminator) fuses them.
+
+    The official code concatenates [x * w_gap, x * w_gmp] (2C channels) and then applies the 1x1
+    convolution W = [W1 | W2]. That equals one 1x1 convolution of x with W1 * w_gap + W2 * w_gmp, so
+    this block folds the CAM weights into the convolution weight: the same mathematics, half the
+    multiply-adds, and no 2C-channel tensor.
+    """
+
+    def __init__(self, channels: int, spectral: bool, weight_from_original: bool, negative_slope: float):
+        super().__init__()
+        self.gap_fc = nn.Linear(channels, 1, bias=False)
+        self.gmp_fc = nn.Linear(channels, 1, bias=False)
+        self.conv1x1 = nn.Conv2d(2 * channels, channels, kernel_size=1, stride=1, bias=True)
+        self.spectral = spectral
+        self.weight_from_original = weight_from_original
+        self.negative_slope = negative_slope
+
+    def apply_spectral_norm(self) -> None:
+        spectral_norm(self.gap_fc)
+        spectral_norm(self.gmp_fc)
+
+    def _cam_weight(self, fc: nn.Linear) -> torch.Tensor:
+        if self.spectral and self.weight_from_original:
+            return fc.parametrizations.weight.original     # official: the first of parameters(), i.e. weight_orig
+        return fc.weight                                    # the weight eta actually applies
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        channels = x.shape[1]
+        gap_weight, gmp_weight = self._cam_weight(self.gap_fc), self._cam_weight(self.gmp_fc)   # 1 x C each
+        gap_logit = self.gap_fc(x.mean(dim=(2, 3)))                                            # N x 1
+        gmp_logit = self.gmp_fc(x.amax(dim=(2, 3)))                                            # N x 1
+        fused = self.conv1x1.weight                                                            # C x 2C x 1 x 1
+        weight = fused[:, :channels] * gap_weight.view(1, channels, 1, 1) + fused[:, channels:] * gmp_weight.view(1, channels, 1, 1)
+        features = F.leaky_relu(F.conv2d(x, weight, self.conv1x1.bias), self.negative_slope)
+        heatmap = features.sum(dim=1, keepdim=True)
+        return features, torch.cat([gap_logit, gmp_logit], dim=1), heatmap
+
+
+class StyleMLP(nn.Module):
+    """gamma, beta of Table 4: two MLP-(N256) + ReLU, then one linear head each.
+    Light: reads the global-average-pooled attention features; full: the whole flattened map."""
+
+    def __init__(self, in_features: int, channels: int, light: bool, bias: bool):
+        super().__init__()
+        self.light = light
+        self.fc = nn.Sequential(
+            nn.Linear(in_features, channels, bias=bias), nn.ReLU(inplace=True),
+            nn.Linear(channels, channels, bias=bias), nn.ReLU(inplace=True),
+        )
+        self.gamma = nn.Linear(channels, channels, bias=bias)
+        self.beta = nn.Linear(channels, channels, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        summary = x.mean(dim=(2, 3)) if self.light else x.flatten(1)   # N x C, or N x (C*h*w)
+        hidden = self.fc(summary)
+        return self.gamma(hidden), self.beta(hidden)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator
+
+
+class Generator(nn.Module):
+    """G_{s->t} (Table 4): 2 down-sampling convs + n_res ResBlocks (IN), CAM, gamma/beta MLP,
+    n_res decoder ResBlocks (AdaLIN), 2 up-sampling convs (LIN), 7x7 conv to RGB and tanh."""
+
+    def __init__(self, width: int = 64, n_res: int = 4, image_size: int = 256, light: bool = False,
+                 norm: str = "adalin", cam: bool = True, preset: Preset = PRESETS["paper"]):
+        super().__init__()
+        bias = preset.generator_bias
+        channels = 4 * width                 # after two stride-2 convs: 256 for width 64
+        self.image_size, self.light, self.norm, self.n_res = image_size, light, norm, n_res
+
+        # Encoder E_s: CONV-(N64, K7, S1, P3), CONV-(N128, K3, S2, P1), CONV-(N256, K3, S2, P1), each IN + ReLU.
+        encoder: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, width, 7, 1, 0, bias=bias),
+                                    nn.InstanceNorm2d(width), nn.ReLU(inplace=True)]
+        for multiplier in (1, 2):
+            encoder += [nn.ReflectionPad2d(1), nn.Conv2d(width * multiplier, width * multiplier * 2, 3, 2, 0, bias=bias),
+                        nn.InstanceNorm2d(width * multiplier * 2), nn.ReLU(inplace=True)]
+        encoder += [ResidualBlock(channels, bias) for _ in range(n_res)]
+        self.encoder = nn.Sequential(*encoder)
+
+        # Auxiliary classifier eta_s and attention feature map a_s(x) (Sec. 2.1.1); absent without G_CAM.
+        self.attention = ChannelAttention(channels, spectral=False, weight_from_original=False, negative_slope=0.0) if cam else None
+
+        # gamma, beta from the attention features (only the adaptive norms use them).
+        feature_pixels = (image_size // 4) ** 2
+        self.style = StyleMLP(channels if light else channels * feature_pixels, channels, light, bias) if norm in ADAPTIVE_NORMS else None
+
+        # Decoder G_t: n_res AdaLIN ResBlocks, then Up-CONV-(N128) and Up-CONV-(N64) with LIN + ReLU.
+        self.decoder = nn.ModuleList(
+            DecoderResidualBlock(channels, norm, preset.adalin_rho_init, preset.unbiased_variance, bias) for _ in range(n_res)
+        )
+        upsample: list[nn.Module] = []
+        for divisor in (1, 2):
+            in_channels = channels // divisor
+            upsample += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                         nn.Conv2d(in_channels, in_channels // 2, 3, 1, 0, bias=bias),
+                         upsampling_norm(norm, in_channels // 2, preset.unbiased_variance), nn.ReLU(inplace=True)]
+        upsample += [nn.ReflectionPad2d(3), nn.Conv2d(width, 3, 7, 1, 0, bias=bias), nn.Tanh()]
+        self.upsample = nn.Sequential(*upsample)
+
+        if preset.normal_init:
+            initialise_normal(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        features = self.encoder(x)                                                   # E_s(x): N x 4w x H/4 x W/4
+        cam_logit = heatmap = None
+        if self.attention is not None:
+            features, cam_logit, heatmap = self.attention(features)                  # a_s(x), eta_s logits
+        gamma, beta = self.style(features) if self.style is not None else (None, None)
+        for block in self.decoder:
+            features = block(features, gamma, beta)
+        return self.upsample(features), cam_logit, heatmap
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminators
+
+PAPER_GLOBAL_DOWNSAMPLINGS = 5   # Table 6: five stride-2 convs, 286 x 286 receptive field
+PAPER_LOCAL_DOWNSAMPLINGS = 3    # Table 5: three stride-2 convs, 70 x 70 receptive field
+
+
+def _after_downsampling(size: int, count: int) -> int:
+    for _ in range(count):
+        size = (size + 2 - 4) // 2 + 1   # reflection pad 1, 4x4 conv, stride 2
+    return size
+
+
+def discriminator_downsamplings(image_size: int, paper_count: int) -> int:
+    """The paper's number of stride-2 layers, or fewer when the image is too small for them.
+
+    After the stride-2 layers come a stride-1 4x4 conv and the 4x4 classifier, each after a
+    reflection pad of 1, which needs at least 2 pixels: so the map after down-sampling must be at
+    least 3 pixels wide. At 256 and 128 px this keeps Tables 5 and 6 exactly; at 64 px the global
+    discriminator has 4 stride-2 layers instead of 5.
+    """
+    for count in range(paper_count, 0, -1):
+        if _after_downsampling(image_size, count) >= 3:
+            return count
+    raise ValueError(f"image size {image_size} is too small for a discriminator (needs at least 8 pixels)")
+
+
+class Discriminator(nn.Module):
+    """D_t: stride-2 4x4 convs (SN, LeakyReLU 0.2), a stride-1 4x4 conv, CAM, 4x4 classifier (SN)."""
+
+    def __init__(self, width: int = 64, downsamplings: int = PAPER_LOCAL_DOWNSAMPLINGS, cam: bool = True,
+                 preset: Preset = PRESETS["paper"]):
+        super().__init__()
+        self.downsamplings = downsamplings
+        channels = width
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(3, width, 4, 2, 0, bias=True), nn.LeakyReLU(0.2, inplace=True)]
+        for _ in range(downsamplings - 1):
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels * 2, 4, 2, 0, bias=True), nn.LeakyReLU(0.2, inplace=True)]
+            channels *= 2
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels * 2, 4, 1, 0, bias=True), nn.LeakyReLU(0.2, inplace=True)]
+        channels *= 2
+        self.encoder = nn.Sequential(*layers)
+        self.attention = ChannelAttention(channels, spectral=True, weight_from_original=preset.cam_weight_from_original,
+                                          negative_slope=0.2) if cam else None
+        self.classifier = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, 1, 4, 1, 0, bias=False))
+
+        if preset.normal_init:
+            initialise_normal(self)
+        # Spectral normalisation on every conv but the 1x1 CAM fusion, and on the CAM classifiers (Tables 5, 6).
+        for layer in list(self.encoder) + list(self.classifier):
+            if isinstance(layer, nn.Conv2d):
+                spectral_norm(layer)
+        if self.attention is not None:
+            self.attention.apply_spectral_norm()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        # One spectral-norm computation (and, in training, one power iteration) per layer per forward,
+        # as the official code's hooks do, even though the CAM weights are read twice.
+        with parametrize.cached():
+            features = self.encoder(x)
+            cam_logit = heatmap = None
+            if self.attention is not None:
+                features, cam_logit, heatmap = self.attention(features)
+            return self.classifier(features), cam_logit, heatmap
