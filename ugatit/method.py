@@ -1,0 +1,332 @@
+"""U-GAT-IT as a benchmark method: networks, optimizers, one training iteration, translation.
+
+Options (the YAML's `options:` of `name: ugatit`) select the paper's model or a Table 1 ablation:
+`norm` replaces the decoder's normalisation (see ugatit/normalization.py), `g_cam: false` removes
+the generator's auxiliary classifier, attention and CAM loss, `d_cam: false` the discriminators'
+(both: "w/o CAM"), and `preset` chooses the paper's or the official PyTorch code's details
+(ugatit/networks.py, PRESETS).
+
+One training iteration (official code, UGATIT.py, and the same mathematics here):
+  1. translate each real batch once; the same translations serve the discriminator update
+     (detached) and the generator update. The official code runs both generators again for the
+     generator update and back-propagates the discriminator loss into the generators only to
+     discard those gradients; here each generator runs twice per iteration (translation and
+     identity batched together, then the cycle), instead of six times in all.
+  2. update the four discriminators on real vs. detached fake images (Eq. 2 and 6);
+  3. update both generators (Eq. 2-5, weighted as Eq. 7), with the discriminators frozen;
+  4. clip every rho to [0, 1] (Eq. 1).
+Spectral normalisation runs one power iteration per discriminator call: the discriminators see real
+and fake images in one batch, so that is 2 per iteration here against 3 in the official code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench.config import TrainConfig
+from bench.methods import Method, check_direction, register_method
+from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from ugatit.networks import (PAPER_GLOBAL_DOWNSAMPLINGS, PAPER_LOCAL_DOWNSAMPLINGS, PRESETS, Discriminator,
+                             Generator, decayed_parameters, discriminator_downsamplings)
+from ugatit.normalization import clamp_rho_
+
+NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")   # the official code's names
+TABLE1_NAMES = {"in": "IN", "ln": "LN", "adain": "AdaIN", "gn": "GN"}
+
+
+@dataclass(frozen=True)
+class UGATITOptions:
+    image_size: int | None = None          # None: train.image_size (the two must agree)
+    width: int = 64                        # base channels (official --ch); 256 in the bottleneck
+    n_res: int = 4                         # residual blocks in encoder and in decoder (official --n_res)
+    light: bool = False                    # gamma/beta MLP reads pooled features (official --light); paper: full
+    norm: Literal["adalin", "in", "ln", "adain", "gn"] = "adalin"   # decoder normalisation (Table 1)
+    g_cam: bool = True                     # generator's auxiliary classifier and attention (Table 1: w/o G_CAM)
+    d_cam: bool = True                     # discriminators' auxiliary classifier and attention (w/o D_CAM)
+    preset: Literal["paper", "official_pytorch"] = "paper"
+    adv_weight: float = 1.0                # lambda_1, Eq. 7
+    cycle_weight: float = 10.0             # lambda_2, Eq. 7
+    identity_weight: float = 10.0          # lambda_3, Eq. 7
+    cam_weight: float = 1000.0             # lambda_4, Eq. 7
+    lr: float = 1e-4                       # Appendix B.2 (train.lr overrides it)
+    weight_decay: float = 1e-4             # Appendix B.2
+    amp: bool = False                      # CUDA only: bf16 autocast for the networks' forward passes
+    channels_last: bool = False            # CUDA only: channels-last memory format
+    init_from: str | None = None           # start from the networks of a checkpoint (this harness's or the official code's)
+
+
+def table1_label(options: UGATITOptions) -> str:
+    """The paper's Table 1 row name of a variant."""
+    label = "U-GAT-IT"
+    if options.norm != "adalin":
+        label += f" w/ {TABLE1_NAMES[options.norm]}"
+    if not options.g_cam and not options.d_cam:
+        label += " w/o CAM"
+    elif not options.g_cam:
+        label += " w/o G_CAM"
+    elif not options.d_cam:
+        label += " w/o D_CAM"
+    return label
+
+
+def build_networks(options: UGATITOptions, image_size: int) -> dict[str, nn.Module]:
+    preset = PRESETS[options.preset]
+    generator = dict(width=options.width, n_res=options.n_res, image_size=image_size, light=options.light,
+                     norm=options.norm, cam=options.g_cam, preset=preset)
+    global_depth = discriminator_downsamplings(image_size, PAPER_GLOBAL_DOWNSAMPLINGS)
+    local_depth = discriminator_downsamplings(image_size, PAPER_LOCAL_DOWNSAMPLINGS)
+    return {
+        "genA2B": Generator(**generator),
+        "genB2A": Generator(**generator),
+        "disGA": Discriminator(options.width, global_depth, options.d_cam, preset),
+        "disGB": Discriminator(options.width, global_depth, options.d_cam, preset),
+        "disLA": Discriminator(options.width, local_depth, options.d_cam, preset),
+        "disLB": Discriminator(options.width, local_depth, options.d_cam, preset),
+    }
+
+
+def _lsgan(prediction: torch.Tensor, target: float) -> torch.Tensor:
+    """Least-squares GAN term mean((prediction - target)^2), in float32."""
+    return (prediction.float() - target).square().mean()
+
+
+@register_method("ugatit")
+class UGATITMethod(Method):
+    """U-GAT-IT; see the module docstring."""
+
+    Options = UGATITOptions
+
+    @classmethod
+    def check_settings(cls, options: UGATITOptions, train: TrainConfig) -> list[str]:
+        problems = []
+        size = options.image_size or train.image_size
+        if options.image_size is not None and options.image_size != train.image_size:
+            problems.append(f"options.image_size {options.image_size} differs from train.image_size {train.image_size}; "
+                            "set only train.image_size")
+        if size % 4:
+            problems.append(f"image size {size} must be a multiple of 4 (two stride-2 down-samplings and two x2 "
+                            "up-samplings must give back the input size), e.g. 64, 128 or 256")
+        if options.width < 1 or options.n_res < 0:
+            problems.append(f"width must be at least 1 and n_res at least 0 (got {options.width}, {options.n_res})")
+        if options.init_from is not None and not Path(options.init_from).is_file():
+            problems.append(f"init_from: checkpoint file {options.init_from} not found")
+        for name in ("adv_weight", "cycle_weight", "identity_weight", "cam_weight", "weight_decay"):
+            if getattr(options, name) < 0:
+                problems.append(f"{name} must not be negative")
+        return problems
+
+    @classmethod
+    def default_label(cls, options: UGATITOptions) -> str:
+        return table1_label(options)
+
+    def __init__(self, options: UGATITOptions, train: TrainConfig, device: torch.device):
+        super().__init__(options, train, device)
+        self.image_size = options.image_size or train.image_size
+        self.networks = nn.ModuleDict(build_networks(options, self.image_size)).to(self.device)
+        self.use_cuda_speedups = self.device.type == "cuda"
+        if options.channels_last and self.use_cuda_speedups:
+            self.networks.to(memory_format=torch.channels_last)
+        if options.init_from:
+            try:
+                self.load_networks(load_network_states(options.init_from))
+            except RuntimeError as error:
+                first_line = str(error).strip().splitlines()[0]
+                raise ValueError(
+                    f"init_from {options.init_from}: its networks do not fit these options ({first_line}). For an "
+                    "official checkpoint, `python -m ugatit.compat inspect FILE` prints the options that fit."
+                ) from None
+
+        self.gen_a2b, self.gen_b2a = self.networks["genA2B"], self.networks["genB2A"]
+        self.dis_global_a, self.dis_global_b = self.networks["disGA"], self.networks["disGB"]
+        self.dis_local_a, self.dis_local_b = self.networks["disLA"], self.networks["disLB"]
+        self.generators = (self.gen_a2b, self.gen_b2a)
+        self.discriminators = (self.dis_global_a, self.dis_global_b, self.dis_local_a, self.dis_local_b)
+
+        # Adam, betas (0.5, 0.999), lr 1e-4, weight decay 1e-4 (Appendix B.2).
+        self.base_lr = train.lr if train.lr is not None else options.lr
+        self.g_optim = self._adam(self.generators)
+        self.d_optim = self._adam(self.discriminators)
+        self.schedule = resolve_schedule(train, "linear_decay")
+        self.rhos = [m.rho for g in self.generators for m in g.modules() if isinstance(getattr(m, "rho", None), nn.Parameter)]
+        self.rho_names = [f"{direction}/{name}" for direction, g in (("a2b", self.gen_a2b), ("b2a", self.gen_b2a))
+                          for name, m in g.named_modules() if isinstance(getattr(m, "rho", None), nn.Parameter)]
+        self.d_parameters = [p for d in self.discriminators for p in d.parameters()]
+
+    def _adam(self, networks: tuple[nn.Module, ...]) -> torch.optim.Optimizer:
+        parameters = [p for network in networks for p in network.parameters()]
+        if PRESETS[self.options.preset].decay_all_parameters:
+            groups = [{"params": parameters, "weight_decay": self.options.weight_decay}]
+        else:
+            decayed = {id(p) for network in networks for p in decayed_parameters(network)}
+            groups = [{"params": [p for p in parameters if id(p) in decayed], "weight_decay": self.options.weight_decay},
+                      {"params": [p for p in parameters if id(p) not in decayed], "weight_decay": 0.0}]
+        # Adam's weight_decay is coupled L2 (added to the gradient), as both official codes do.
+        return torch.optim.Adam(groups, lr=self.base_lr, betas=(0.5, 0.999), foreach=True)
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+
+    def set_step(self, step: int) -> None:
+        lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
+        set_learning_rate(self.g_optim, lr)
+        set_learning_rate(self.d_optim, lr)
+
+    def _autocast(self):
+        if self.options.amp and self.use_cuda_speedups:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if self.options.channels_last and self.use_cuda_speedups:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def _discriminate(self, discriminator: Discriminator, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, cam_logits, _ = discriminator(images)
+        return logits, cam_logits
+
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:
+        o = self.options
+        real_a, real_b = self._prepare(real_a), self._prepare(real_b)
+        n = real_a.shape[0]
+
+        # 1. Generators. G_{A->B} sees [x_A, x_B]: the translation, and the identity pass of Eq. 4
+        #    (G_{s->t}(x_t) should give x_t back). G_{B->A} sees [x_B, x_A, G_{A->B}(x_A)]: translation,
+        #    identity and the A -> B -> A cycle of Eq. 3. The B -> A -> B cycle needs G_{B->A}(x_B) first.
+        with self._autocast():
+            out_ab, cam_ab, _ = self.gen_a2b(torch.cat([real_a, real_b]))
+            fake_a2b, identity_b = out_ab[:n], out_ab[n:]
+            out_ba, cam_ba, _ = self.gen_b2a(torch.cat([real_b, real_a, fake_a2b]))
+            fake_b2a, identity_a, cycle_a = out_ba[:n], out_ba[n:2 * n], out_ba[2 * n:]
+            cycle_b, _, _ = self.gen_a2b(fake_b2a)
+
+        # 2. Discriminators: LSGAN with real -> 1 and fake -> 0 on the patch logits (Eq. 2) and on the
+        #    CAM logits of eta_D (Eq. 6), for the global and the local discriminator of each domain.
+        #    (Eq. 2 as printed swaps the targets; this is the LSGAN objective the official code trains.)
+        d_loss = torch.zeros((), device=self.device)
+        with self._autocast():
+            for discriminator, real, fake in ((self.dis_global_a, real_a, fake_b2a), (self.dis_local_a, real_a, fake_b2a),
+                                              (self.dis_global_b, real_b, fake_a2b), (self.dis_local_b, real_b, fake_a2b)):
+                logits, cam_logits = self._discriminate(discriminator, torch.cat([real, fake.detach()]))
+                d_loss = d_loss + _lsgan(logits[:n], 1.0) + _lsgan(logits[n:], 0.0)
+                if cam_logits is not None:
+                    d_loss = d_loss + _lsgan(cam_logits[:n], 1.0) + _lsgan(cam_logits[n:], 0.0)
+        d_loss = o.adv_weight * d_loss
+        self.d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optim.step()
+
+        # 3. Generators, against the updated discriminators (frozen: no gradients for their weights).
+        for parameter in self.d_parameters:
+            parameter.requires_grad_(False)
+        adversarial = torch.zeros((), device=self.device)
+        with self._autocast():
+            for discriminator, fake in ((self.dis_global_a, fake_b2a), (self.dis_local_a, fake_b2a),
+                                        (self.dis_global_b, fake_a2b), (self.dis_local_b, fake_a2b)):
+                logits, cam_logits = self._discriminate(discriminator, fake)
+                adversarial = adversarial + _lsgan(logits, 1.0)                      # Eq. 2, generator side
+                if cam_logits is not None:
+                    adversarial = adversarial + _lsgan(cam_logits, 1.0)              # Eq. 6, generator side
+        for parameter in self.d_parameters:
+            parameter.requires_grad_(True)
+
+        cycle = F.l1_loss(cycle_a.float(), real_a) + F.l1_loss(cycle_b.float(), real_b)           # Eq. 3
+        identity = F.l1_loss(identity_a.float(), real_a) + F.l1_loss(identity_b.float(), real_b)  # Eq. 4
+        cam = torch.zeros((), device=self.device)
+        if cam_ab is not None:
+            # Eq. 5: eta_s(x) is the probability that x comes from the generator's source domain:
+            # 1 for the images it translates, 0 for the target-domain images of its identity pass.
+            cam_ab, cam_ba = cam_ab.float(), cam_ba.float()
+            cam = (F.binary_cross_entropy_with_logits(cam_ab[:n], torch.ones_like(cam_ab[:n]))
+                   + F.binary_cross_entropy_with_logits(cam_ab[n:], torch.zeros_like(cam_ab[n:]))
+                   + F.binary_cross_entropy_with_logits(cam_ba[:n], torch.ones_like(cam_ba[:n]))
+                   + F.binary_cross_entropy_with_logits(cam_ba[n:2 * n], torch.zeros_like(cam_ba[n:2 * n])))
+        g_loss = (o.adv_weight * adversarial + o.cycle_weight * cycle                         # Eq. 7
+                  + o.identity_weight * identity + o.cam_weight * cam)
+        self.g_optim.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optim.step()
+
+        # 4. rho <- clip_[0,1](rho - tau * delta_rho) (Eq. 1): the clip, after the optimizer's update.
+        clamp_rho_(self.rhos)
+
+        return {"loss_D": d_loss.detach(), "loss_G": g_loss.detach(), "G_adversarial": adversarial.detach(),
+                "G_cycle": cycle.detach(), "G_identity": identity.detach(), "G_cam": cam.detach()}
+
+    def extra_stats(self) -> dict[str, float]:
+        stats = {"lr": self.g_optim.param_groups[0]["lr"]}
+        if self.rhos:
+            means = torch.stack([rho.detach().float().mean() for rho in self.rhos]).tolist()
+            stats.update({f"rho/{name}": value for name, value in zip(self.rho_names, means)})
+        return stats
+
+    # ------------------------------------------------------------------------------------------
+    # Inference
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode (spectral norm stops its power iterations) and no gradients; restores the mode."""
+        was_training = self.networks.training
+        self.networks.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                yield
+        finally:
+            self.networks.train(was_training)
+
+    def generator(self, direction: str) -> Generator:
+        check_direction(direction)
+        return self.gen_a2b if direction == "a2b" else self.gen_b2a
+
+    def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        with self.evaluating():
+            return self.generator(direction)(self._prepare(images))[0].float()
+
+    def translate_with_attention(self, images: torch.Tensor, direction: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The translation and the generator's attention heatmap (None without G_CAM)."""
+        with self.evaluating():
+            output, _, heatmap = self.generator(direction)(self._prepare(images))
+            return output.float(), (heatmap.float() if heatmap is not None else None)
+
+    def sample_sheet(self, real_a: torch.Tensor, real_b: torch.Tensor) -> torch.Tensor:
+        from ugatit.samples import sample_sheet
+
+        return sample_sheet(self, real_a, real_b)
+
+    # ------------------------------------------------------------------------------------------
+    # State
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: self.networks[name].state_dict() for name in NETWORK_NAMES}
+        state["G_optim"] = self.g_optim.state_dict()
+        state["D_optim"] = self.d_optim.state_dict()
+        return state
+
+    def load_networks(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        for name in NETWORK_NAMES:
+            self.networks[name].load_state_dict(states[name])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_networks(state)
+        self.g_optim.load_state_dict(state["G_optim"])
+        self.d_optim.load_state_dict(state["D_optim"])
+
+
+def load_network_states(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The six networks' state dicts from a checkpoint of this harness or of the official PyTorch code."""
+    from bench.train import load_checkpoint
+    from ugatit.compat import is_official_checkpoint, official_to_project_states
+
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if is_official_checkpoint(raw):
+        return official_to_project_states(raw)
+    state = load_checkpoint(Path(path))["method_state"]
+    return {name: state[name] for name in NETWORK_NAMES}
+
