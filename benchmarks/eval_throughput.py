@@ -84,7 +84,7 @@ def main() -> None:
 
     # Feature extraction alone, network already loaded (this project).
     features_only = Scorer(weights, args.device, cache_dir=None, batch_size=args.batch_size, progress=False)
-    features_only.extractor.network  # load before timing
+    _ = features_only.extractor.network  # load the network before timing
     _, ours_features_seconds = timed(lambda: (features_only.features(real), features_only.features(fake)))
 
     # torch-fidelity, same images, weights and KID settings.

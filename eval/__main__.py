@@ -7,7 +7,6 @@ a JSON record (protocol, counts, Inception weights' sha256, versions). See eval/
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from bench.environment import package_versions, resolve_device
 from eval.features import FeatureSet, folder_features
