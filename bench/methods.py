@@ -16,8 +16,10 @@ implements, and nothing more:
         def load_state_dict(self, state): ...
 
 Optional: `check_settings` (refuse settings the networks cannot take), `default_label`, `set_step`
-(learning-rate schedules), `extra_stats` (values logged beside the losses) and `sample_sheet`
-(a picture of the model for fixed test images; the default shows input, translation, cycle).
+(learning-rate schedules), `extra_stats` (values logged beside the losses), `sample_sheet` (a
+picture of the model for fixed test images; the default shows input, translation, cycle),
+`translate_with_attention` (translations and attention heatmaps, drawn beside the translations),
+and for the tables `reference_iterations`, `deviations` and `tables`.
 
 Tensors are N x 3 x H x W in [-1, 1] on the method's device. `direction` is "a2b" or "b2a".
 `train_step` returns a mapping of loss names to values; a value may be a 0-dim tensor, which the
@@ -47,6 +49,8 @@ METHOD_PACKAGES = ("bench.simple_methods", "ugatit", "baselines")
 # Methods of the paper's Table 3 that this benchmark knows of but does not implement yet: an
 # experiment may list them; they are reported as missing, never silently dropped.
 PLANNED_METHODS = {
+    "cyclegan": "CycleGAN",
+    "unit": "UNIT",
     "munit": "MUNIT",
     "drit": "DRIT",
     "aggan": "AGGAN",
@@ -58,6 +62,7 @@ class Method(abc.ABC):
     """One translation model: its networks, optimizers and training step. See the module docstring."""
 
     name: ClassVar[str] = ""                         # set by @register_method
+    reference_iterations: ClassVar[int | None] = None  # the paper's training length (tables note shorter runs)
 
     @dataclass(frozen=True)
     class Options:
@@ -77,6 +82,16 @@ class Method(abc.ABC):
     def default_label(cls, options: Any) -> str:
         """The row name in tables when the experiment gives no `label`."""
         return cls.name
+
+    @classmethod
+    def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
+        """How these settings depart from the paper's model, for the tables' footnotes; [] if they do not."""
+        return []
+
+    @classmethod
+    def tables(cls, options: Any) -> tuple[str, ...]:
+        """Which of the paper's tables this variant belongs in (Table 1 holds U-GAT-IT's ablations)."""
+        return ("table3",)
 
     @abc.abstractmethod
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:

@@ -28,6 +28,10 @@ class IdentityMethod(Method):
     def default_label(cls, options: Any) -> str:
         return "Identity (no translation)"
 
+    @classmethod
+    def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
+        return ["Identity: a reference row (the untranslated source images), not a method of the paper"]
+
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:
         return {}
 
@@ -55,6 +59,10 @@ class DummyColourMethod(Method):
     @dataclass(frozen=True)
     class Options:
         lr: float = 1e-2                     # its own default learning rate (train.lr overrides)
+
+    @classmethod
+    def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
+        return ["Dummy colour matching: a pipeline check (per-channel colour statistics), not a method of the paper"]
 
     def __init__(self, options: Options, train: TrainConfig, device: torch.device):
         super().__init__(options, train, device)

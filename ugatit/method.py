@@ -102,6 +102,7 @@ class UGATITMethod(Method):
     """U-GAT-IT; see the module docstring."""
 
     Options = UGATITOptions
+    reference_iterations = 1_000_000      # Appendix B.2
 
     @classmethod
     def check_settings(cls, options: UGATITOptions, train: TrainConfig) -> list[str]:
@@ -125,6 +126,27 @@ class UGATITMethod(Method):
     @classmethod
     def default_label(cls, options: UGATITOptions) -> str:
         return table1_label(options)
+
+    @classmethod
+    def tables(cls, options: UGATITOptions) -> tuple[str, ...]:
+        is_paper_model = options.norm == "adalin" and options.g_cam and options.d_cam
+        return ("table1", "table3") if is_paper_model else ("table1",)
+
+    @classmethod
+    def deviations(cls, options: UGATITOptions, train: TrainConfig) -> list[str]:
+        paper = UGATITOptions()
+        notes = []
+        if options.light:
+            notes.append("light U-GAT-IT (the gamma/beta MLP reads pooled features; paper: full)")
+        if options.width != paper.width or options.n_res != paper.n_res:
+            notes.append(f"reduced networks: width {options.width}, {options.n_res} residual blocks (paper: 64, 4)")
+        if options.preset != "paper":
+            notes.append("official PyTorch code's details (preset official_pytorch)")
+        changed = [name for name in ("adv_weight", "cycle_weight", "identity_weight", "cam_weight", "lr", "weight_decay")
+                   if getattr(options, name) != getattr(paper, name)]
+        if changed or (train.lr is not None and train.lr != paper.lr):
+            notes.append("changed hyper-parameters: " + ", ".join(changed or ["lr"]))
+        return notes
 
     def __init__(self, options: UGATITOptions, train: TrainConfig, device: torch.device):
         super().__init__(options, train, device)

@@ -23,7 +23,7 @@ from bench.translate import translate_images
 from ugatit.compat import is_official_checkpoint, load_official
 from ugatit.method import UGATITOptions
 from ugatit.networks import PRESETS, Generator
-from ugatit.samples import overlay
+from bench.visual import overlay
 
 
 def load_generator(checkpoint: str | Path, direction: str, image_size: int | None = None,
