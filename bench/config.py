@@ -132,6 +132,7 @@ class EvalConfig:
     subsets: int = 100                              # subsets protocol: number of subsets
     subset_size: int = 1000                         # subsets protocol: rows per subset
     seed: int = 2020                                # subsets protocol: torch-fidelity's default seed
+    cache_dir: str | None = _operational(None)      # feature cache; None: ${UGATIT_BENCH_CACHE} or ~/.cache/ugatit-bench
 
     def __post_init__(self):
         for name in ("batch_size", "max_block_size", "subsets", "subset_size"):
@@ -143,6 +144,15 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ExternalResult:
+    label: str                                      # row name in tables, e.g. "CycleGAN (authors' code)"
+    dataset: str                                    # the dataset whose test images were translated
+    direction: Direction                            # a2b or b2a
+    folder: str                                     # the translated test images (one per test image)
+    note: str = ""                                  # shown in the table's footnotes
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str                                       # names the results folder: results/<name>/
     datasets: tuple[DatasetSpec, ...]               # what to train and evaluate on
@@ -151,6 +161,7 @@ class Experiment:
     output_dir: str = "runs"                        # run folders go to <output_dir>/<dataset>/<variant>-s<seed>-<hash>/
     results_dir: str = "results"                    # tables go to <results_dir>/<name>/
     tables: tuple[Literal["table1", "table3"], ...] = ()  # which of the paper's tables to emit
+    external: tuple[ExternalResult, ...] = ()       # translations made elsewhere, scored and tabled with the runs
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
@@ -168,6 +179,10 @@ class Experiment:
             raise FieldError("datasets", f"a dataset is listed twice: {names}")
         if len(set(self.tables)) != len(self.tables):
             raise FieldError("tables", f"a table is listed twice: {list(self.tables)}")
+        for item in self.external:
+            if item.dataset not in names:
+                raise FieldError("external", f"external result {item.label!r} is for dataset {item.dataset!r}, which is not "
+                                             f"in datasets ({', '.join(names)}); its real test images come from there")
 
 
 # ----------------------------------------------------------------------------------------------

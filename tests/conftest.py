@@ -16,6 +16,21 @@ torch.set_num_threads(2)
 TINY_SPEC = SyntheticSpec(image_size=32, train_per_domain=12, test_per_domain=6, seed=0)
 
 
+@pytest.fixture(autouse=True)
+def offline_and_isolated(tmp_path_factory, monkeypatch):
+    """Tests never download (weights, datasets from the internet) and never write to ~/.cache."""
+    import torch.hub
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("tests must not download anything")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setenv("UGATIT_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "ugatit-bench-cache"))
+    monkeypatch.delenv("UGATIT_BENCH_INCEPTION", raising=False)
+    monkeypatch.delenv("UGATIT_BENCH_DATA", raising=False)
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """A 32 px synthetic dataset (12 train and 6 test images per domain) under tmp_path/data/tiny."""
