@@ -12,6 +12,7 @@ from bench.config import ConfigError, DATA_ROOT_ENV, load_experiment
 from bench.data import DataError
 from bench.datasets import CATALOGUE
 from bench.download import DownloadError, download_by_name
+from eval.inception import WeightsError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting of the experiment, e.g. --set train.iterations=200 (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit without training")
+    parser.add_argument("--only", metavar="PATTERN",
+                        help="run only the runs whose variant, method, dataset, task or folder matches (e.g. 'w/ LN', 'selfie*')")
+    parser.add_argument("--eval-only", action="store_true", help="train nothing: translate and score existing checkpoints")
+    parser.add_argument("--tables-only", action="store_true", help="only regenerate the tables and figures from the records")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     downloads = parser.add_argument_group("datasets")
@@ -77,17 +82,23 @@ def main(argv: list[str] | None = None) -> int:
             print("run_bench.py: error: give an experiment file, --download NAME or --list", file=sys.stderr)
             return EXIT_BAD_INPUT
 
-        from bench.runner import format_plan, format_reports, plan_experiment, run_plan
+        from bench.runner import format_plan, format_reports, plan_experiment, run_plan, write_results
 
         experiment = load_experiment(args.experiment, args.overrides)
-        plan = plan_experiment(experiment)
+        plan = plan_experiment(experiment, args.only, tuple(args.overrides))
+        if not plan.selected and plan.trainings:
+            print(f"error: --only {args.only!r} matches no run of {args.experiment}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if args.dry_run:
             print(format_plan(plan))
             return EXIT_BAD_INPUT if plan.data_problems else EXIT_OK
+        if args.tables_only:
+            write_results(plan, progress=not args.no_progress)
+            return EXIT_OK
         print(format_plan(plan), flush=True)
-        reports = run_plan(plan, progress=not args.no_progress)
+        reports = run_plan(plan, progress=not args.no_progress, eval_only=args.eval_only)
         print(format_reports(reports, plan))
         return EXIT_OK if all(r.status == "done" for r in reports) else EXIT_RUN_FAILED
-    except (ConfigError, DataError, DownloadError) as error:
+    except (ConfigError, DataError, DownloadError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

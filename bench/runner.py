@@ -1,12 +1,19 @@
-"""From an experiment to runs: plan, check, train, translate, record.
+"""From an experiment to tables: plan, check, train, translate, score, tabulate, draw.
 
 A *training run* is one (method variant, dataset, seed): it trains both directions at once, as
 every method here does. Its folder is `<output_dir>/<dataset>/<variant>-s<seed>-<id>/`, where `id`
-hashes the run's resolved configuration (method options, dataset, seed, training and data
+hashes the run's resolved configuration (method options, dataset, seed, the training and data
 settings that change results; not logging intervals or the device). A changed setting gives a new
 folder, never a silent reuse; the same settings in another experiment reuse the same run.
+An *evaluation* is one translation direction of a training run: a task such as anime2selfie.
 
-An *evaluation* is one translation direction of a training run: a task such as selfie2anime.
+Each stage is skipped when its record says it is complete and valid, so running an experiment
+again recomputes nothing, and a killed run loses at most the work since its last checkpoint:
+  train      skipped when training.json records all iterations; else resumed from the checkpoint
+  translate  skipped when translations/<direction>/translations.json records the trained step and
+             one image per test image
+  score      skipped when result.json holds a score for the same evaluation settings, Inception
+             weights and folder contents (content keys of the real, fake and source folders)
 
 Run folder:
     config.json                  resolved configuration, git revision, package versions (written first)
@@ -14,19 +21,25 @@ Run folder:
     checkpoints/latest.pt        see bench.train
     stats.jsonl                  one line per logged iteration
     samples/step_<step>.png      sample sheets of fixed test images
-    translations/<direction>/    one PNG per test image (bench.translate)
-    result.json                  per direction: task, translation folder, image count
+    training.json                written when training has finished
+    translations/<direction>/    one PNG per test image (bench.translate); attention/ for U-GAT-IT
+    result.json                  per direction: task, translation folder, scores per evaluation setting
+
+Experiment results, in `<results_dir>/<name>/`: scores.csv, the requested tables (eval/tables.py),
+external/ (scores of translations made elsewhere) and figures/ (eval/figures.py).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
 import re
+import shlex
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +47,21 @@ import torch
 from tabulate import tabulate
 
 from bench import methods as method_registry
-from bench.config import DatasetSpec, Experiment, MethodSpec, identity_fields, to_plain
-from bench.data import DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size
-from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
+from bench.config import DatasetSpec, Experiment, ExternalResult, MethodSpec, identity_fields, to_plain
+from bench.data import DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size, list_images
+from bench.datasets import CATALOGUE, PAPER_DATASETS, dataset_info, how_to_get, missing_splits
 from bench.environment import atomic_write_json, git_revision, package_versions, resolve_device
-from bench.synthetic import is_current, write_dataset, SyntheticSpec
-from bench.train import train
-from bench.translate import translate_images
+from bench.synthetic import SyntheticSpec, is_current, write_dataset
+from bench.train import checkpoint_path, load_checkpoint, train
+from bench.translate import MANIFEST as TRANSLATION_MANIFEST, translate_images
+from bench.visual import overlay
 
 log = logging.getLogger("bench")
+
+RESULT_FILE = "result.json"
+TRAINED_MARKER = "training.json"
+SAMPLE_IMAGES_PER_DOMAIN = 4
+PAPER_IMAGE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,10 @@ class TrainingRun:
     def variant(self) -> str:
         return self.method.label or self.method.name
 
+    def tasks(self) -> list[str]:
+        info = dataset_info(self.dataset.name)
+        return [info.task_name(direction) for direction in self.dataset.directions]
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -69,10 +92,16 @@ class Evaluation:
 @dataclass(frozen=True)
 class Plan:
     experiment: Experiment
-    trainings: tuple[TrainingRun, ...]
+    trainings: tuple[TrainingRun, ...]        # every training run of the experiment
     evaluations: tuple[Evaluation, ...]
     missing_methods: tuple[MethodSpec, ...]   # planned methods that are not implemented yet
     data_problems: tuple[str, ...]            # datasets that are not there, with how to get them
+    selected: tuple[str, ...]                 # run ids that --only selects (all when no pattern)
+    overrides: tuple[str, ...] = ()           # the --set overrides, for the regenerate command
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.experiment.results_dir) / self.experiment.name
 
 
 def slug(text: str) -> str:
@@ -84,21 +113,25 @@ def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpe
     train.pop("seeds")
     data = identity_fields(experiment.data)
     data.pop("root")  # where the data lives does not change what is computed
-    return {
-        "method": method.name,
-        "options": to_plain(method.options),
-        "dataset": dataset.name,
-        "seed": seed,
-        "train": train,
-        "data": data,
-    }
+    return {"method": method.name, "options": to_plain(method.options), "dataset": dataset.name, "seed": seed,
+            "train": train, "data": data}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def plan_experiment(experiment: Experiment) -> Plan:
+def matches(pattern: str, training: TrainingRun) -> bool:
+    """--only: a shell-style pattern (case-insensitive; plain words match as substrings) against the
+    variant label, method name, dataset, task names and run folder name."""
+    pattern = pattern.lower()
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
+    fields = [training.variant, training.method.name, training.dataset.name, training.run_dir.name, *training.tasks()]
+    return any(fnmatch.fnmatchcase(field.lower(), pattern) for field in fields)
+
+
+def plan_experiment(experiment: Experiment, only: str | None = None, overrides: tuple[str, ...] = ()) -> Plan:
     trainings, evaluations, missing = [], [], []
     output_dir = Path(experiment.output_dir)
     for method in experiment.methods:
@@ -115,7 +148,9 @@ def plan_experiment(experiment: Experiment) -> Plan:
                 trainings.append(training)
                 for direction in dataset.directions:
                     evaluations.append(Evaluation(training, direction, info.task_name(direction)))
-    return Plan(experiment, tuple(trainings), tuple(evaluations), tuple(missing), tuple(_data_problems(experiment)))
+    selected = tuple(t.run_id for t in trainings if only is None or matches(only, t))
+    return Plan(experiment, tuple(trainings), tuple(evaluations), tuple(missing), tuple(_data_problems(experiment)),
+                selected, tuple(overrides))
 
 
 def _data_problems(experiment: Experiment) -> list[str]:
@@ -129,22 +164,32 @@ def _data_problems(experiment: Experiment) -> list[str]:
         if absent:
             problems.append(f"dataset {dataset.name!r}: {root / dataset.name} lacks {', '.join(absent)}; "
                             f"{how_to_get(dataset.name, root)}")
+    for item in experiment.external:
+        if not Path(item.folder).is_dir():
+            problems.append(f"external result {item.label!r}: folder {item.folder} not found")
     return problems
 
 
 def format_plan(plan: Plan) -> str:
     experiment = plan.experiment
+    selected = set(plan.selected)
     rows = [
-        [index, evaluation.training.variant, evaluation.training.method.name, evaluation.training.dataset.name,
-         evaluation.task, evaluation.training.seed, str(evaluation.training.run_dir)]
-        for index, evaluation in enumerate(plan.evaluations, start=1)
+        [index, e.training.variant, e.training.method.name, e.training.dataset.name, e.task, e.training.seed,
+         str(e.training.run_dir)]
+        for index, e in enumerate((e for e in plan.evaluations if e.training.run_id in selected), start=1)
     ]
+    n_selected = sum(1 for t in plan.trainings if t.run_id in selected)
     lines = [
-        f"Experiment {experiment.name} ({experiment.source}): {len(plan.trainings)} training run(s), "
-        f"{len(plan.evaluations)} evaluation(s); {experiment.train.iterations} iterations at "
-        f"{experiment.train.image_size} px, batch {experiment.train.batch_size}",
+        f"Experiment {experiment.name} ({experiment.source}): {n_selected} training run(s), {len(rows)} evaluation(s)"
+        + (f" selected of {len(plan.trainings)}" if n_selected != len(plan.trainings) else "")
+        + f"; {experiment.train.iterations} iterations at {experiment.train.image_size} px, batch {experiment.train.batch_size}",
         tabulate(rows, headers=["#", "variant", "method", "dataset", "task", "seed", "run folder"]),
     ]
+    for item in experiment.external:
+        lines.append(f"External: {item.label} on {dataset_info(item.dataset).task_name(item.direction)} from {item.folder}")
+    e = experiment.eval
+    lines.append(f"KID: protocol {e.protocol}; Inception weights: {e.resolved_inception_weights() or 'torch-fidelity download'}; "
+                 f"tables {', '.join(experiment.tables) or 'none'} -> {plan.results_dir}")
     root = experiment.data.resolved_root()
     lines.append(f"Data root: {root}")
     for dataset in experiment.datasets:
@@ -163,16 +208,64 @@ def format_plan(plan: Plan) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Execution.
+# Scoring context: one Inception network and feature cache for the whole experiment.
+
+
+class Scoring:
+    """Score settings from the experiment, a lazily built scorer, and the keys that make a score valid."""
+
+    def __init__(self, experiment: Experiment, progress: bool):
+        from eval.score import ScoreSettings
+
+        e = experiment.eval
+        self.settings = ScoreSettings(e.protocol, e.max_block_size, e.subsets, e.subset_size, e.seed)
+        self.settings_key = hashlib.sha256(json.dumps(asdict(self.settings), sort_keys=True).encode()).hexdigest()[:12]
+        self.experiment, self.progress = experiment, progress
+        self._scorer = None
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            from eval.score import Scorer
+
+            e = self.experiment.eval
+            self._scorer = Scorer(e.resolved_inception_weights(), self.experiment.train.device,
+                                  cache_dir=e.cache_dir or "default", batch_size=e.batch_size,
+                                  on_bad_image=self.experiment.data.on_bad_image, progress=self.progress)
+        return self._scorer
+
+    def content_keys(self, real: Path, fake: Path, source: Path | None) -> dict[str, str | None]:
+        from eval.features import content_key
+
+        sha = self.scorer.weights.sha256
+        policy = self.experiment.data.on_bad_image
+        return {name: (content_key(list_images(folder), sha, policy) if folder is not None else None)
+                for name, folder in (("real", real), ("fake", fake), ("source", source))}
+
+    def score(self, previous: dict[str, Any] | None, real: Path, fake: Path, source: Path) -> tuple[dict[str, Any], bool]:
+        """(score record, whether it was computed now); reuses `previous` when it is still valid."""
+        source = source if self.settings.protocol == "mean" else None
+        keys = self.content_keys(real, fake, source)
+        if previous is not None and previous.get("content_keys") == keys and \
+                previous.get("weights", {}).get("sha256") == self.scorer.weights.sha256:
+            return previous, False
+        record = self.scorer.score(real, fake, source, self.settings)
+        record["content_keys"] = keys
+        return record, True
+
+
+# ----------------------------------------------------------------------------------------------
+# Execution of one training run.
 
 
 @dataclass
 class RunReport:
     training: TrainingRun
-    status: str                    # "done" or "failed"
+    status: str                    # "done", "failed" or "not trained" (--eval-only without a checkpoint)
     seconds: float = 0.0
     error: str = ""
     log_path: Path | None = None
+    work: list[str] = field(default_factory=list)   # what was computed: train, translate a2b, score b2a, ...
 
 
 def prepare_dataset(dataset: DatasetSpec, data_root: Path) -> Path:
@@ -187,13 +280,118 @@ def prepare_dataset(dataset: DatasetSpec, data_root: Path) -> Path:
     return directory
 
 
-SAMPLE_IMAGES_PER_DOMAIN = 4
-
-
 def _first_images(folder: Path, image_size: int, on_bad_image: str) -> torch.Tensor:
     """The first test images of a domain (sorted by name): the fixed inputs of sample sheets."""
     test_set = SortedImageFolder(folder, image_size, on_bad_image)
     return torch.stack([test_set[i][0] for i in range(min(SAMPLE_IMAGES_PER_DOMAIN, len(test_set)))])
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _splits(direction: str) -> tuple[str, str]:
+    """(source split, target split) of a direction."""
+    return ("testA", "testB") if direction == "a2b" else ("testB", "testA")
+
+
+class RunNotTrained(RuntimeError):
+    pass
+
+
+def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_only: bool = False,
+                     progress: bool = True) -> list[str]:
+    """Train (or resume), translate and score one run, skipping what is complete. Returns the work done."""
+    experiment, run_dir = plan.experiment, training.run_dir
+    device = resolve_device(experiment.train.device)
+    work: list[str] = []
+    atomic_write_json(run_dir / "config.json", {
+        "run_id": training.run_id, "identity": training.identity, "variant": training.variant,
+        "experiment": {"name": experiment.name, "source": experiment.source},
+        "resolved": {"method": to_plain(training.method), "train": to_plain(experiment.train),
+                     "data": to_plain(experiment.data), "dataset": to_plain(training.dataset)},
+        "git": git_revision(), "versions": package_versions(), "device": str(device),
+    })
+    dataset_dir = prepare_dataset(training.dataset, experiment.data.resolved_root())
+    image_size, total = experiment.train.image_size, experiment.train.iterations
+
+    # Train, unless finished (or --eval-only, which scores whatever checkpoint there is).
+    method = None
+    marker = _read_json(run_dir / TRAINED_MARKER)
+    steps = marker["steps"] if marker else None
+    if steps is None or steps < total:
+        if eval_only:
+            if not checkpoint_path(run_dir).exists():
+                raise RunNotTrained(f"{run_dir}: no checkpoint to score; run without --eval-only to train it")
+            method = _method_from_checkpoint(plan, training, device)
+            steps = int(load_checkpoint(checkpoint_path(run_dir))["step"])
+        else:
+            settings = StreamSettings(image_size=image_size, load_size=experiment.data.load_size or default_load_size(image_size),
+                                      flip=experiment.data.flip, seed=training.seed, on_bad_image=experiment.data.on_bad_image)
+            training_set = UnpairedTrainingSet(dataset_dir, settings)
+            samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image) for split in ("testA", "testB"))
+            torch.manual_seed(training.seed)  # network initialisation
+            method = method_registry.build_method(training.method, experiment.train, device)
+            log.info("training %s on %s, seed %d, in %s", training.variant, training.dataset.name, training.seed, run_dir)
+            outcome = train(method, training_set, run_dir, experiment.train, training.identity, device,
+                            progress=progress, sample_images=samples)
+            steps = outcome.steps_total
+            atomic_write_json(run_dir / TRAINED_MARKER, {"steps": steps, "resumed_from": outcome.resumed_from,
+                                                         "seconds": outcome.seconds})
+            work.append(f"train {outcome.resumed_from or 0}->{steps}")
+
+    # Translate and score each direction.
+    record = _read_json(run_dir / RESULT_FILE) or {}
+    directions = record.get("directions", {})
+    info = dataset_info(training.dataset.name)
+    for direction in training.dataset.directions:
+        source_split, target_split = _splits(direction)
+        output = run_dir / "translations" / direction
+        expected = len(SortedImageFolder(dataset_dir / source_split, image_size, experiment.data.on_bad_image))
+        manifest = _read_json(output / TRANSLATION_MANIFEST)
+        if not manifest or manifest.get("step") != steps or manifest.get("count") != expected:
+            if method is None:
+                method = _method_from_checkpoint(plan, training, device)
+            _translate(method, direction, dataset_dir / source_split, output, image_size, device,
+                       experiment.data.on_bad_image, steps, progress)
+            work.append(f"translate {direction}")
+        entry = directions.get(direction, {})
+        scores = entry.get("scores", {})
+        score, computed = scoring.score(scores.get(scoring.settings_key), dataset_dir / target_split, output,
+                                        dataset_dir / source_split)
+        if computed:
+            work.append(f"score {direction}")
+        scores[scoring.settings_key] = score
+        directions[direction] = {"task": info.task_name(direction), "translations": str(output), "step": steps,
+                                 "scores": scores}
+    atomic_write_json(run_dir / RESULT_FILE, {"run_id": training.run_id, "variant": training.variant,
+                                              "method": training.method.name, "dataset": training.dataset.name,
+                                              "seed": training.seed, "steps": steps, "directions": directions})
+    return work
+
+
+def _method_from_checkpoint(plan: Plan, training: TrainingRun, device: torch.device):
+    method = method_registry.build_method(training.method, plan.experiment.train, device)
+    method.load_state_dict(load_checkpoint(checkpoint_path(training.run_dir))["method_state"])
+    return method
+
+
+def _translate(method, direction: str, input_dir: Path, output: Path, image_size: int, device: torch.device,
+               on_bad_image: str, steps: int, progress: bool) -> None:
+    with_attention = getattr(method, "translate_with_attention", None)
+
+    def run(images: torch.Tensor):
+        if with_attention is None:
+            return method.translate(images, direction)
+        translations, heatmap = with_attention(images, direction)
+        return translations, overlay(images, heatmap)
+
+    translate_images(run, input_dir, output, image_size, device, on_bad_image=on_bad_image, progress=progress,
+                     companion_dir_name="attention" if with_attention is not None else None,
+                     extra_manifest={"direction": direction, "step": steps})
 
 
 def _run_logger(run_dir: Path) -> logging.Handler:
@@ -204,70 +402,24 @@ def _run_logger(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def execute_training(plan: Plan, training: TrainingRun, progress: bool = True) -> None:
-    """Train (or resume) one run and translate its test sets."""
-    experiment = plan.experiment
-    run_dir = training.run_dir
-    device = resolve_device(experiment.train.device)
-    atomic_write_json(run_dir / "config.json", {
-        "run_id": training.run_id,
-        "identity": training.identity,
-        "variant": training.variant,
-        "experiment": {"name": experiment.name, "source": experiment.source},
-        "resolved": {"method": to_plain(training.method), "train": to_plain(experiment.train),
-                     "data": to_plain(experiment.data), "dataset": to_plain(training.dataset)},
-        "git": git_revision(),
-        "versions": package_versions(),
-        "device": str(device),
-    })
-    data_root = experiment.data.resolved_root()
-    dataset_dir = prepare_dataset(training.dataset, data_root)
-    image_size = experiment.train.image_size
-    settings = StreamSettings(
-        image_size=image_size,
-        load_size=experiment.data.load_size or default_load_size(image_size),
-        flip=experiment.data.flip,
-        seed=training.seed,
-        on_bad_image=experiment.data.on_bad_image,
-    )
-    training_set = UnpairedTrainingSet(dataset_dir, settings)
-
-    torch.manual_seed(training.seed)  # network initialisation
-    method = method_registry.build_method(training.method, experiment.train, device)
-    log.info("training %s on %s, seed %d, in %s", training.variant, training.dataset.name, training.seed, run_dir)
-    samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image) for split in ("testA", "testB"))
-    outcome = train(method, training_set, run_dir, experiment.train, training.identity, device, progress=progress,
-                    sample_images=samples)
-    log.info("training finished at step %d (resumed from %s) in %.1f s", outcome.steps_total, outcome.resumed_from, outcome.seconds)
-
-    results = {}
-    for direction in training.dataset.directions:
-        source_split = "testA" if direction == "a2b" else "testB"
-        output = translate_images(
-            lambda images, direction=direction: method.translate(images, direction),
-            dataset_dir / source_split, run_dir / "translations" / direction, image_size, device,
-            on_bad_image=experiment.data.on_bad_image, progress=progress,
-            extra_manifest={"direction": direction, "step": outcome.steps_total},
-        )
-        task = dataset_info(training.dataset.name).task_name(direction)
-        results[direction] = {"task": task, "translations": str(output), "step": outcome.steps_total}
-    atomic_write_json(run_dir / "result.json", {"run_id": training.run_id, "variant": training.variant,
-                                                "dataset": training.dataset.name, "seed": training.seed,
-                                                "directions": results})
-
-
-def run_plan(plan: Plan, progress: bool = True) -> list[RunReport]:
-    """Execute every training run of the plan; a failing run is reported and the others continue."""
+def run_plan(plan: Plan, progress: bool = True, eval_only: bool = False) -> list[RunReport]:
+    """Execute the selected training runs; a failing run is reported and the others continue.
+    Then score the external results and write the tables and figures."""
     if plan.data_problems:
-        raise DataError("some datasets are missing; nothing was run:\n  " + "\n  ".join(plan.data_problems))
+        raise DataError("some inputs are missing; nothing was run:\n  " + "\n  ".join(plan.data_problems))
+    scoring = Scoring(plan.experiment, progress)
+    _ = scoring.scorer   # find the Inception weights before any training, so that a problem stops nothing midway
     reports = []
-    for number, training in enumerate(plan.trainings, start=1):
-        print(f"[{number}/{len(plan.trainings)}] {training.variant} on {training.dataset.name}, seed {training.seed}: {training.run_dir}", flush=True)
+    selected = [t for t in plan.trainings if t.run_id in set(plan.selected)]
+    for number, training in enumerate(selected, start=1):
+        print(f"[{number}/{len(selected)}] {training.variant} on {training.dataset.name}, seed {training.seed}: {training.run_dir}", flush=True)
         handler = _run_logger(training.run_dir)
         started = time.perf_counter()
         try:
-            execute_training(plan, training, progress=progress)
-            reports.append(RunReport(training, "done", time.perf_counter() - started, log_path=training.run_dir / "log.txt"))
+            work = execute_training(plan, training, scoring, eval_only=eval_only, progress=progress)
+            reports.append(RunReport(training, "done", time.perf_counter() - started, log_path=training.run_dir / "log.txt", work=work))
+        except RunNotTrained as error:
+            reports.append(RunReport(training, "not trained", time.perf_counter() - started, error=str(error)))
         except Exception as error:  # one failing run must not stop the others
             log.error("run failed: %s\n%s", error, traceback.format_exc())
             reports.append(RunReport(training, "failed", time.perf_counter() - started,
@@ -275,16 +427,158 @@ def run_plan(plan: Plan, progress: bool = True) -> list[RunReport]:
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()
+    write_results(plan, scoring, progress)
     return reports
+
+
+# ----------------------------------------------------------------------------------------------
+# Records -> rows -> tables and figures.
+
+
+def score_external(plan: Plan, scoring: Scoring) -> list[tuple[ExternalResult, dict[str, Any]]]:
+    experiment = plan.experiment
+    scored = []
+    for item in experiment.external:
+        info = dataset_info(item.dataset)
+        task = info.task_name(item.direction)
+        dataset_dir = experiment.data.resolved_root() / item.dataset
+        source_split, target_split = _splits(item.direction)
+        record_path = plan.results_dir / "external" / f"{slug(item.label)}-{task}.json"
+        previous = (_read_json(record_path) or {}).get("scores", {}).get(scoring.settings_key)
+        score, computed = scoring.score(previous, dataset_dir / target_split, Path(item.folder), dataset_dir / source_split)
+        if computed:
+            atomic_write_json(record_path, {"label": item.label, "dataset": item.dataset, "direction": item.direction,
+                                            "task": task, "folder": item.folder, "scores": {scoring.settings_key: score}})
+        scored.append((item, score))
+    return scored
+
+
+def _common_notes(experiment: Experiment, dataset: str, score: dict[str, Any]) -> list[str]:
+    notes = []
+    if not score["weights"]["official"]:
+        notes.append(f"KID from non-official Inception weights (sha256 {score['weights']['sha256'][:12]}...): "
+                     "not comparable with the paper")
+    if dataset not in PAPER_DATASETS:
+        notes.append("synthetic data (bench/synthetic.py), not a dataset of the paper" if CATALOGUE.get(dataset) and
+                     CATALOGUE[dataset].synthetic else f"dataset {dataset!r} is not one of the paper's")
+    if score["protocol"] == "subsets":
+        notes.append("torch-fidelity's subset KID, not the paper's block estimator")
+    return notes
+
+
+def score_row(model: str, method: str, dataset: str, task: str, direction: str, seed: int | None, score: dict[str, Any],
+              steps: int | None, image_size: int, tables: tuple[str, ...], notes: list[str]) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "model": model, "method": method, "dataset": dataset, "task": task, "direction": direction, "seed": seed,
+        "kid": score["kid_x100"], "std": score["kid_std_x100"] if score["kid_std_x100"] is not None else nan,
+        "fid": score.get("fid", nan), "metric": score["metric"], "protocol": score["protocol"],
+        "weights_official": score["weights"]["official"], "weights_sha256": score["weights"]["sha256"],
+        "iterations": steps if steps is not None else -1, "image_size": image_size,
+        "n_real": score["counts"]["real"], "n_fake": score["counts"]["fake"], "tables": list(tables), "notes": notes,
+    }
+
+
+def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResult, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per scored (run, direction) of the whole experiment, and per external result."""
+    experiment = plan.experiment
+    rows = []
+    for training in plan.trainings:
+        record = _read_json(training.run_dir / RESULT_FILE)
+        if not record:
+            continue
+        method_class = method_registry.method_class(training.method.name)
+        run_notes = list(method_class.deviations(training.method.options, experiment.train))
+        reference = method_class.reference_iterations
+        if reference and record["steps"] < reference:
+            run_notes.append(f"trained {record['steps']:,} iterations (paper: {reference:,})")
+        if experiment.train.image_size != PAPER_IMAGE_SIZE:
+            run_notes.append(f"{experiment.train.image_size} px images (paper: {PAPER_IMAGE_SIZE})")
+        for direction, entry in record["directions"].items():
+            score = entry["scores"].get(scoring.settings_key)
+            if score is None:
+                continue
+            rows.append(score_row(training.variant, training.method.name, training.dataset.name, entry["task"], direction,
+                                  training.seed, score, record["steps"], experiment.train.image_size,
+                                  method_class.tables(training.method.options),
+                                  run_notes + _common_notes(experiment, training.dataset.name, score)))
+    for item, score in external:
+        notes = [f"{item.label}: translations made outside this harness" + (f" ({item.note})" if item.note else "")]
+        rows.append(score_row(item.label, "external", item.dataset, dataset_info(item.dataset).task_name(item.direction),
+                              item.direction, None, score, None, PAPER_IMAGE_SIZE, ("table3",),
+                              notes + _common_notes(experiment, item.dataset, score)))
+    return rows
+
+
+def regenerate_command(plan: Plan) -> str:
+    parts = ["python", "run_bench.py", plan.experiment.source]
+    for override in plan.overrides:
+        parts += ["--set", override]
+    return shlex.join(parts + ["--tables-only"])
+
+
+def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = True) -> list[Path]:
+    """scores.csv, the experiment's tables and the figures, from the records on disk."""
+    from eval.tables import write_tables
+
+    experiment = plan.experiment
+    scoring = scoring or Scoring(experiment, progress)
+    external = score_external(plan, scoring)
+    rows = collect_rows(plan, scoring, external)
+    by_direction = {direction: [dataset_info(d.name).task_name(direction) for d in experiment.datasets if direction in d.directions]
+                    for direction in ("a2b", "b2a")}
+    all_tasks = [dataset_info(d.name).task_name(direction) for d in experiment.datasets for direction in d.directions]
+    task_groups = [all_tasks] if len(all_tasks) <= 5 else [by_direction["a2b"], by_direction["b2a"]]
+    models = [m.label for m in experiment.methods] + [item.label for item in experiment.external]
+    table_rows = [dict(row, table=table) for row in rows for table in row["tables"]]
+    written = write_tables(table_rows, experiment.tables, plan.results_dir, experiment.name, task_groups, models,
+                           regenerate_command(plan))
+    written += write_figures(plan, external)
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]]) -> list[Path]:
+    from eval.figures import comparison_sheet, training_curves
+
+    experiment = plan.experiment
+    figures_dir = plan.results_dir / "figures"
+    written = []
+    for training in plan.trainings:
+        title = f"{training.variant} on {training.dataset.name}, seed {training.seed}"
+        path = training_curves(training.run_dir / "stats.jsonl", figures_dir / "curves" / f"{training.dataset.name}-{slug(training.variant)}-s{training.seed}.png", title)
+        if path is not None:
+            written.append(path)
+    first_seed = experiment.train.seeds[0]
+    for dataset in experiment.datasets:
+        info = dataset_info(dataset.name)
+        dataset_dir = experiment.data.resolved_root() / dataset.name
+        for direction in dataset.directions:
+            task = info.task_name(direction)
+            columns, attention = [], None
+            for training in plan.trainings:
+                folder = training.run_dir / "translations" / direction
+                if training.dataset.name != dataset.name or training.seed != first_seed or not (folder / TRANSLATION_MANIFEST).exists():
+                    continue
+                columns.append((training.variant, folder))
+                if attention is None and (folder / "attention").is_dir():
+                    attention = folder / "attention"
+            columns += [(item.label, Path(item.folder)) for item, _ in external if item.dataset == dataset.name and item.direction == direction]
+            if columns and (dataset_dir / _splits(direction)[0]).is_dir():
+                written.append(comparison_sheet(task, dataset_dir / _splits(direction)[0], columns,
+                                                figures_dir / f"compare_{task}.png", attention))
+    return written
 
 
 def format_reports(reports: list[RunReport], plan: Plan) -> str:
     rows = [[r.training.variant, r.training.dataset.name, r.training.seed, r.status, f"{r.seconds:.1f}",
-             r.error or str(r.training.run_dir)] for r in reports]
-    lines = [tabulate(rows, headers=["variant", "dataset", "seed", "status", "seconds", "folder / error"])]
-    failed = [r for r in reports if r.status != "done"]
-    for report in failed:
-        lines.append(f"FAILED {report.training.variant} on {report.training.dataset.name}: see {report.log_path}")
+             ", ".join(r.work) or ("nothing to do" if r.status == "done" else ""), r.error or str(r.training.run_dir)]
+            for r in reports]
+    lines = [tabulate(rows, headers=["variant", "dataset", "seed", "status", "seconds", "work", "folder / error"])]
+    for report in reports:
+        if report.status == "failed":
+            lines.append(f"FAILED {report.training.variant} on {report.training.dataset.name}: see {report.log_path}")
     for method in plan.missing_methods:
         lines.append(f"Not run: {method.label} ({method.name}) is not implemented yet")
     return "\n".join(lines)
