@@ -13,7 +13,8 @@ One training iteration (official code, UGATIT.py, and the same mathematics here)
      discard those gradients; here each generator runs twice per iteration (translation and
      identity batched together, then the cycle), instead of six times in all.
   2. update the four discriminators on real vs. detached fake images (Eq. 2 and 6);
-  3. update both generators (Eq. 2-5, weighted as Eq. 7), with the discriminators frozen;
+  3. update both generators (Eq. 2-5, weighted as Eq. 7); the backward pass asks for the
+     generators' gradients only, so no discriminator weight gradient is computed;
   4. clip every rho to [0, 1] (Eq. 1).
 Spectral normalisation runs one power iteration per discriminator call: the discriminators see real
 and fake images in one batch, so that is 2 per iteration here against 3 in the official code.
@@ -59,6 +60,7 @@ class UGATITOptions:
     weight_decay: float = 1e-4             # Appendix B.2
     amp: bool = False                      # CUDA only: bf16 autocast for the networks' forward passes
     channels_last: bool = False            # CUDA only: channels-last memory format
+    compile: bool = False                  # torch.compile the six networks (minutes of compilation first)
     init_from: str | None = None           # start from the networks of a checkpoint (this harness's or the official code's)
 
 
@@ -179,7 +181,10 @@ class UGATITMethod(Method):
         self.rhos = [m.rho for g in self.generators for m in g.modules() if isinstance(getattr(m, "rho", None), nn.Parameter)]
         self.rho_names = [f"{direction}/{name}" for direction, g in (("a2b", self.gen_a2b), ("b2a", self.gen_b2a))
                           for name, m in g.named_modules() if isinstance(getattr(m, "rho", None), nn.Parameter)]
+        self.g_parameters = [p for g in self.generators for p in g.parameters()]
         self.d_parameters = [p for d in self.discriminators for p in d.parameters()]
+        # The training step calls these; state_dict() and the sample sheets use the modules themselves.
+        self.run = {name: (torch.compile(module) if options.compile else module) for name, module in self.networks.items()}
 
     def _adam(self, networks: tuple[nn.Module, ...]) -> torch.optim.Optimizer:
         parameters = [p for network in networks for p in network.parameters()]
@@ -189,8 +194,12 @@ class UGATITMethod(Method):
             decayed = {id(p) for network in networks for p in decayed_parameters(network)}
             groups = [{"params": [p for p in parameters if id(p) in decayed], "weight_decay": self.options.weight_decay},
                       {"params": [p for p in parameters if id(p) not in decayed], "weight_decay": 0.0}]
-        # Adam's weight_decay is coupled L2 (added to the gradient), as both official codes do.
-        return torch.optim.Adam(groups, lr=self.base_lr, betas=(0.5, 0.999), foreach=True)
+        # Adam's weight_decay is coupled L2 (added to the gradient), as both official codes do. The fused
+        # kernel updates every tensor in one pass (about 9x faster than foreach on this project's CPU).
+        try:
+            return torch.optim.Adam(groups, lr=self.base_lr, betas=(0.5, 0.999), fused=True)
+        except (RuntimeError, ValueError):   # a device without a fused Adam kernel
+            return torch.optim.Adam(groups, lr=self.base_lr, betas=(0.5, 0.999), foreach=True)
 
     # ------------------------------------------------------------------------------------------
     # Training
@@ -210,10 +219,6 @@ class UGATITMethod(Method):
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
-    def _discriminate(self, discriminator: Discriminator, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits, cam_logits, _ = discriminator(images)
-        return logits, cam_logits
-
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:
         o = self.options
         real_a, real_b = self._prepare(real_a), self._prepare(real_b)
@@ -222,42 +227,39 @@ class UGATITMethod(Method):
         # 1. Generators. G_{A->B} sees [x_A, x_B]: the translation, and the identity pass of Eq. 4
         #    (G_{s->t}(x_t) should give x_t back). G_{B->A} sees [x_B, x_A, G_{A->B}(x_A)]: translation,
         #    identity and the A -> B -> A cycle of Eq. 3. The B -> A -> B cycle needs G_{B->A}(x_B) first.
+        run = self.run
         with self._autocast():
-            out_ab, cam_ab, _ = self.gen_a2b(torch.cat([real_a, real_b]))
+            out_ab, cam_ab, _ = run["genA2B"](torch.cat([real_a, real_b]))
             fake_a2b, identity_b = out_ab[:n], out_ab[n:]
-            out_ba, cam_ba, _ = self.gen_b2a(torch.cat([real_b, real_a, fake_a2b]))
+            out_ba, cam_ba, _ = run["genB2A"](torch.cat([real_b, real_a, fake_a2b]))
             fake_b2a, identity_a, cycle_a = out_ba[:n], out_ba[n:2 * n], out_ba[2 * n:]
-            cycle_b, _, _ = self.gen_a2b(fake_b2a)
+            cycle_b, _, _ = run["genA2B"](fake_b2a)
 
         # 2. Discriminators: LSGAN with real -> 1 and fake -> 0 on the patch logits (Eq. 2) and on the
         #    CAM logits of eta_D (Eq. 6), for the global and the local discriminator of each domain.
         #    (Eq. 2 as printed swaps the targets; this is the LSGAN objective the official code trains.)
         d_loss = torch.zeros((), device=self.device)
         with self._autocast():
-            for discriminator, real, fake in ((self.dis_global_a, real_a, fake_b2a), (self.dis_local_a, real_a, fake_b2a),
-                                              (self.dis_global_b, real_b, fake_a2b), (self.dis_local_b, real_b, fake_a2b)):
-                logits, cam_logits = self._discriminate(discriminator, torch.cat([real, fake.detach()]))
+            for name, real, fake in (("disGA", real_a, fake_b2a), ("disLA", real_a, fake_b2a),
+                                     ("disGB", real_b, fake_a2b), ("disLB", real_b, fake_a2b)):
+                logits, cam_logits, _ = run[name](torch.cat([real, fake.detach()]))
                 d_loss = d_loss + _lsgan(logits[:n], 1.0) + _lsgan(logits[n:], 0.0)
                 if cam_logits is not None:
                     d_loss = d_loss + _lsgan(cam_logits[:n], 1.0) + _lsgan(cam_logits[n:], 0.0)
         d_loss = o.adv_weight * d_loss
         self.d_optim.zero_grad(set_to_none=True)
-        d_loss.backward()
+        d_loss.backward(inputs=self.d_parameters)
         self.d_optim.step()
 
-        # 3. Generators, against the updated discriminators (frozen: no gradients for their weights).
-        for parameter in self.d_parameters:
-            parameter.requires_grad_(False)
+        # 3. Generators, against the updated discriminators. The backward pass below asks for the
+        #    generators' gradients only, so autograd skips the discriminators' weight gradients.
         adversarial = torch.zeros((), device=self.device)
         with self._autocast():
-            for discriminator, fake in ((self.dis_global_a, fake_b2a), (self.dis_local_a, fake_b2a),
-                                        (self.dis_global_b, fake_a2b), (self.dis_local_b, fake_a2b)):
-                logits, cam_logits = self._discriminate(discriminator, fake)
+            for name, fake in (("disGA", fake_b2a), ("disLA", fake_b2a), ("disGB", fake_a2b), ("disLB", fake_a2b)):
+                logits, cam_logits, _ = run[name](fake)
                 adversarial = adversarial + _lsgan(logits, 1.0)                      # Eq. 2, generator side
                 if cam_logits is not None:
                     adversarial = adversarial + _lsgan(cam_logits, 1.0)              # Eq. 6, generator side
-        for parameter in self.d_parameters:
-            parameter.requires_grad_(True)
 
         cycle = F.l1_loss(cycle_a.float(), real_a) + F.l1_loss(cycle_b.float(), real_b)           # Eq. 3
         identity = F.l1_loss(identity_a.float(), real_a) + F.l1_loss(identity_b.float(), real_b)  # Eq. 4
@@ -273,7 +275,7 @@ class UGATITMethod(Method):
         g_loss = (o.adv_weight * adversarial + o.cycle_weight * cycle                         # Eq. 7
                   + o.identity_weight * identity + o.cam_weight * cam)
         self.g_optim.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_loss.backward(inputs=self.g_parameters)
         self.g_optim.step()
 
         # 4. rho <- clip_[0,1](rho - tau * delta_rho) (Eq. 1): the clip, after the optimizer's update.
