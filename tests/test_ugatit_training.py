@@ -204,3 +204,32 @@ def test_bf16_channels_last_step_matches_fp32_on_cuda():
         results.append({k: float(v) for k, v in losses.items()})
     for key in ("G_cycle", "G_identity", "G_cam"):
         assert results[1][key] == pytest.approx(results[0][key], rel=5e-2), key
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager_on_cpu():
+    """torch.compile (inductor, minutes to compile) gives the eager step's losses within 1e-3 relative."""
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        method = create_method("ugatit", train=TrainConfig(image_size=16, iterations=10), compile=compiled, **TINY)
+        for step in range(2):
+            losses = method.train_step(batch(step), batch(10 + step))
+        results.append({k: float(v) for k, v in losses.items()})
+    for key, value in results[0].items():
+        assert results[1][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_bf16_step_matches_fp32_on_cuda():
+    """The full CUDA fast path (bf16 autocast, channels_last, torch.compile) against fp32 eager."""
+    results = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        method = create_method("ugatit", train=TrainConfig(image_size=64), device="cuda", width=8, n_res=2, light=True,
+                               amp=fast, channels_last=fast, compile=fast)
+        losses = method.train_step(batch(1, 64).cuda(), batch(2, 64).cuda())
+        results.append({k: float(v) for k, v in losses.items()})
+    for key in ("G_cycle", "G_identity", "G_cam"):
+        assert results[1][key] == pytest.approx(results[0][key], rel=5e-2), key
