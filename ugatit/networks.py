@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from bench.gan import initialise_normal
 from ugatit.normalization import ADAPTIVE_NORMS, residual_norm, upsampling_norm
 
 
@@ -59,15 +60,6 @@ PRESETS = {
         cam_weight_from_original=True,  # notes: "multiplied by the *un-normalised* weight (weight_orig)"
     ),
 }
-
-
-def initialise_normal(module: nn.Module, std: float = 0.02) -> None:
-    """N(0, std) for every conv and linear weight, zero biases (Appendix B.2)."""
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            nn.init.normal_(layer.weight, 0.0, std)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
 
 
 def decayed_parameters(module: nn.Module) -> list[nn.Parameter]:
