@@ -92,7 +92,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 1_000_000                     # generator/discriminator updates (paper: 1M)
+    iterations: int | None = None                   # updates; None: the method's reference length (U-GAT-IT 1M, CycleGAN 200 epochs)
     batch_size: int = 1                             # paper: 1
     image_size: int = 256                           # square crop fed to the networks (paper: 256)
     lr: float | None = None                         # None: the method's reference learning rate
@@ -107,7 +107,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "sample_every"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
         if self.image_size < 16:
             raise FieldError("image_size", f"must be at least 16 pixels, got {self.image_size}")

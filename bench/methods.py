@@ -19,7 +19,8 @@ Optional: `check_settings` (refuse settings the networks cannot take), `default_
 (learning-rate schedules), `extra_stats` (values logged beside the losses), `sample_sheet` (a
 picture of the model for fixed test images; the default shows input, translation, cycle),
 `translate_with_attention` (translations and attention heatmaps, drawn beside the translations),
-and for the tables `reference_iterations`, `deviations` and `tables`.
+and `reference_iterations` (the reference training length, used when train.iterations is null
+and by the tables), `deviations` and `tables` (for the tables' rows and footnotes).
 
 Tensors are N x 3 x H x W in [-1, 1] on the method's device. `direction` is "a2b" or "b2a".
 `train_step` returns a mapping of loss names to values; a value may be a 0-dim tensor, which the
@@ -34,6 +35,7 @@ in `METHOD_PACKAGES` are imported on first use, so that their methods are found.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import difflib
 import importlib
 from dataclasses import dataclass
@@ -49,8 +51,6 @@ METHOD_PACKAGES = ("bench.simple_methods", "ugatit", "baselines")
 # Methods of the paper's Table 3 that this benchmark knows of but does not implement yet: an
 # experiment may list them; they are reported as missing, never silently dropped.
 PLANNED_METHODS = {
-    "cyclegan": "CycleGAN",
-    "unit": "UNIT",
     "munit": "MUNIT",
     "drit": "DRIT",
     "aggan": "AGGAN",
@@ -62,7 +62,6 @@ class Method(abc.ABC):
     """One translation model: its networks, optimizers and training step. See the module docstring."""
 
     name: ClassVar[str] = ""                         # set by @register_method
-    reference_iterations: ClassVar[int | None] = None  # the paper's training length (tables note shorter runs)
 
     @dataclass(frozen=True)
     class Options:
@@ -82,6 +81,12 @@ class Method(abc.ABC):
     def default_label(cls, options: Any) -> str:
         """The row name in tables when the experiment gives no `label`."""
         return cls.name
+
+    @classmethod
+    def reference_iterations(cls, options: Any, train_images: tuple[int, int] | None) -> int | None:
+        """The reference training length, given the training images per domain (None when unknown).
+        Used when train.iterations is null, and by the tables to note shorter runs."""
+        return None
 
     @classmethod
     def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
@@ -210,14 +215,31 @@ def create_method(name: str, train: TrainConfig | None = None, device: str | tor
     return _construct(cls, build(cls.Options, options, path=("options",)), train or TrainConfig(), device)
 
 
-def build_method(spec: MethodSpec, train: TrainConfig, device: str | torch.device) -> Method:
+def build_method(spec: MethodSpec, train: TrainConfig, device: str | torch.device,
+                 train_images: tuple[int, int] | None = None) -> Method:
     """Build the method of an experiment entry whose options `load_experiment` already validated."""
-    return _construct(method_class(spec.name), spec.options, train, device)
+    return _construct(method_class(spec.name), spec.options, train, device, train_images)
 
 
-def _construct(cls: type[Method], options: Any, train: TrainConfig, device: str | torch.device) -> Method:
+def resolve_iterations(cls: type[Method], options: Any, train: TrainConfig,
+                       train_images: tuple[int, int] | None) -> TrainConfig:
+    """`train` with its iterations set: the experiment's, or else the method's reference length."""
     from bench.config import ConfigError
 
+    if train.iterations is not None:
+        return train
+    reference = cls.reference_iterations(options, train_images)
+    if reference is None:
+        raise ConfigError(f"method {cls.name!r} has no reference training length"
+                          f"{' without its dataset' if train_images is None else ''}; set train.iterations")
+    return dataclasses.replace(train, iterations=reference)
+
+
+def _construct(cls: type[Method], options: Any, train: TrainConfig, device: str | torch.device,
+               train_images: tuple[int, int] | None = None) -> Method:
+    from bench.config import ConfigError
+
+    train = resolve_iterations(cls, options, train, train_images)
     problems = cls.check_settings(options, train)
     if problems:
         raise ConfigError(f"method {cls.name!r}: " + "; ".join(problems))

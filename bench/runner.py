@@ -48,7 +48,8 @@ from tabulate import tabulate
 
 from bench import methods as method_registry
 from bench.config import DatasetSpec, Experiment, ExternalResult, MethodSpec, identity_fields, to_plain
-from bench.data import DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size, list_images
+from bench.data import (DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, count_images,
+                        default_load_size, list_images)
 from bench.datasets import CATALOGUE, PAPER_DATASETS, dataset_info, how_to_get, missing_splits
 from bench.environment import atomic_write_json, git_revision, package_versions, resolve_device
 from bench.synthetic import SyntheticSpec, is_current, write_dataset
@@ -179,10 +180,11 @@ def format_plan(plan: Plan) -> str:
         for index, e in enumerate((e for e in plan.evaluations if e.training.run_id in selected), start=1)
     ]
     n_selected = sum(1 for t in plan.trainings if t.run_id in selected)
+    iterations = experiment.train.iterations or "each method's reference number of"
     lines = [
         f"Experiment {experiment.name} ({experiment.source}): {n_selected} training run(s), {len(rows)} evaluation(s)"
         + (f" selected of {len(plan.trainings)}" if n_selected != len(plan.trainings) else "")
-        + f"; {experiment.train.iterations} iterations at {experiment.train.image_size} px, batch {experiment.train.batch_size}",
+        + f"; {iterations} iterations at {experiment.train.image_size} px, batch {experiment.train.batch_size}",
         tabulate(rows, headers=["#", "variant", "method", "dataset", "task", "seed", "run folder"]),
     ]
     for item in experiment.external:
@@ -293,6 +295,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def training_images(dataset_dir: Path) -> tuple[int, int]:
+    """Training images per domain: what reference training lengths (CycleGAN's epochs) depend on."""
+    return count_images(dataset_dir / "trainA"), count_images(dataset_dir / "trainB")
+
+
 def _splits(direction: str) -> tuple[str, str]:
     """(source split, target split) of a direction."""
     return ("testA", "testB") if direction == "a2b" else ("testB", "testA")
@@ -316,7 +323,10 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
         "git": git_revision(), "versions": package_versions(), "device": str(device),
     })
     dataset_dir = prepare_dataset(training.dataset, experiment.data.resolved_root())
-    image_size, total = experiment.train.image_size, experiment.train.iterations
+    method_class = method_registry.method_class(training.method.name)
+    train_config = method_registry.resolve_iterations(method_class, training.method.options, experiment.train,
+                                                      training_images(dataset_dir))
+    image_size, total = train_config.image_size, train_config.iterations
 
     # Train, unless finished (or --eval-only, which scores whatever checkpoint there is).
     method = None
@@ -326,7 +336,7 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
         if eval_only:
             if not checkpoint_path(run_dir).exists():
                 raise RunNotTrained(f"{run_dir}: no checkpoint to score; run without --eval-only to train it")
-            method = _method_from_checkpoint(plan, training, device)
+            method = _method_from_checkpoint(training, train_config, device)
             steps = int(load_checkpoint(checkpoint_path(run_dir))["step"])
         else:
             settings = StreamSettings(image_size=image_size, load_size=experiment.data.load_size or default_load_size(image_size),
@@ -334,9 +344,10 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
             training_set = UnpairedTrainingSet(dataset_dir, settings)
             samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image) for split in ("testA", "testB"))
             torch.manual_seed(training.seed)  # network initialisation
-            method = method_registry.build_method(training.method, experiment.train, device)
-            log.info("training %s on %s, seed %d, in %s", training.variant, training.dataset.name, training.seed, run_dir)
-            outcome = train(method, training_set, run_dir, experiment.train, training.identity, device,
+            method = method_registry.build_method(training.method, train_config, device)
+            log.info("training %s on %s, seed %d, %d iterations, in %s", training.variant, training.dataset.name,
+                     training.seed, total, run_dir)
+            outcome = train(method, training_set, run_dir, train_config, training.identity, device,
                             progress=progress, sample_images=samples)
             steps = outcome.steps_total
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": steps, "resumed_from": outcome.resumed_from,
@@ -354,7 +365,7 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
         manifest = _read_json(output / TRANSLATION_MANIFEST)
         if not manifest or manifest.get("step") != steps or manifest.get("count") != expected:
             if method is None:
-                method = _method_from_checkpoint(plan, training, device)
+                method = _method_from_checkpoint(training, train_config, device)
             _translate(method, direction, dataset_dir / source_split, output, image_size, device,
                        experiment.data.on_bad_image, steps, progress)
             work.append(f"translate {direction}")
@@ -373,8 +384,8 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
     return work
 
 
-def _method_from_checkpoint(plan: Plan, training: TrainingRun, device: torch.device):
-    method = method_registry.build_method(training.method, plan.experiment.train, device)
+def _method_from_checkpoint(training: TrainingRun, train_config, device: torch.device):
+    method = method_registry.build_method(training.method, train_config, device)
     method.load_state_dict(load_checkpoint(checkpoint_path(training.run_dir))["method_state"])
     return method
 
@@ -489,9 +500,10 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
             continue
         method_class = method_registry.method_class(training.method.name)
         run_notes = list(method_class.deviations(training.method.options, experiment.train))
-        reference = method_class.reference_iterations
+        reference = method_class.reference_iterations(
+            training.method.options, training_images(experiment.data.resolved_root() / training.dataset.name))
         if reference and record["steps"] < reference:
-            run_notes.append(f"trained {record['steps']:,} iterations (paper: {reference:,})")
+            run_notes.append(f"trained {record['steps']:,} iterations (reference length: {reference:,})")
         if experiment.train.image_size != PAPER_IMAGE_SIZE:
             run_notes.append(f"{experiment.train.image_size} px images (paper: {PAPER_IMAGE_SIZE})")
         for direction, entry in record["directions"].items():

@@ -29,6 +29,10 @@ class IdentityMethod(Method):
         return "Identity (no translation)"
 
     @classmethod
+    def reference_iterations(cls, options: Any, train_images: tuple[int, int] | None) -> int:
+        return 1   # nothing to learn
+
+    @classmethod
     def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
         return ["Identity: a reference row (the untranslated source images), not a method of the paper"]
 
@@ -59,6 +63,10 @@ class DummyColourMethod(Method):
     @dataclass(frozen=True)
     class Options:
         lr: float = 1e-2                     # its own default learning rate (train.lr overrides)
+
+    @classmethod
+    def reference_iterations(cls, options: Any, train_images: tuple[int, int] | None) -> int:
+        return 1000
 
     @classmethod
     def deviations(cls, options: Any, train: TrainConfig) -> list[str]:

@@ -24,7 +24,7 @@ methods: [{name: dummy}]
 def test_minimal_experiment_gets_documented_defaults(write_yaml):
     experiment = load_experiment(write_yaml("e.yaml", MINIMAL))
     assert isinstance(experiment, Experiment)
-    assert experiment.train.iterations == 1_000_000 and experiment.train.image_size == 256
+    assert experiment.train.iterations is None and experiment.train.image_size == 256   # None: the method's reference
     assert experiment.datasets[0].directions == ("a2b", "b2a")
     assert experiment.eval.protocol == "paper" and experiment.eval.max_block_size == 10
     assert experiment.methods[0].options == method_registry.method_class("dummy").Options()

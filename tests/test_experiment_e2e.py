@@ -68,7 +68,7 @@ def test_reduced_smoke_experiment_end_to_end(experiment, tmp_path, capsys):
         assert row["n_fake"] == "6" and row["metric"] == "kid_paper_block3"
     markdown = (results / "table1.md").read_text()
     assert "| Model | tiny_a2b | tiny_b2a |" in markdown and "not comparable with the paper" in markdown
-    assert "trained 6 iterations (paper: 1,000,000)" in markdown and markdown.count("**") >= 4
+    assert "trained 6 iterations (reference length: 1,000,000)" in markdown and markdown.count("**") >= 4
     assert "--tables-only" in markdown
     figures = results / "figures"
     assert (figures / "compare_tiny_a2b.png").exists() and (figures / "compare_tiny_b2a.png").exists()

@@ -94,3 +94,19 @@ def test_learning_rate_schedule_follows_train_settings():
     assert method.extra_stats()["lr"] == pytest.approx(0.05)
     method.set_step(99)
     assert method.extra_stats()["lr"] == pytest.approx(0.0)
+
+
+def test_iterations_default_to_the_methods_reference_length():
+    from bench.config import ConfigError
+    from bench.methods import method_class, resolve_iterations
+
+    assert create_method("dummy").train_config.iterations == 1000
+    assert create_method("dummy", train=TrainConfig(iterations=7)).train_config.iterations == 7
+    assert resolve_iterations(method_class("ugatit"), method_class("ugatit").Options(), TrainConfig(), None).iterations == 1_000_000
+
+    class NoReference(Method):
+        train_step = translate = state_dict = load_state_dict = lambda *a: None
+
+    NoReference.name = "no_reference"
+    with pytest.raises(ConfigError, match="no reference training length without its dataset; set train.iterations"):
+        resolve_iterations(NoReference, None, TrainConfig(), None)

@@ -24,6 +24,13 @@ def test_linear_decay_equals_the_official_codes_running_subtraction():
         assert lr * lr_multiplier(step, total, "linear_decay") == pytest.approx(running, abs=1e-15)
 
 
+def test_step_schedule_halves_every_100k_iterations_like_units_steplr():
+    assert lr_multiplier(0, 10**6, "step") == 1.0
+    assert lr_multiplier(99_998, 10**6, "step") == 1.0
+    assert lr_multiplier(99_999, 10**6, "step") == 0.5       # the scheduler has been stepped 100,000 times
+    assert lr_multiplier(250_000, 10**6, "step") == 0.25
+
+
 def test_constant_and_unknown():
     assert lr_multiplier(123, 200, "constant") == 1.0
     with pytest.raises(ValueError, match="unknown learning-rate schedule"):
