@@ -48,3 +48,17 @@ def write_yaml(tmp_path: Path):
         return path
 
     return write
+
+
+def interrupt_at(method, call: int):
+    """Make `method.train_step` raise KeyboardInterrupt (as a kill would) on its `call`-th call."""
+    real_step, calls = method.train_step, {"n": 0}
+
+    def step(real_a, real_b):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real_step(real_a, real_b)
+
+    method.train_step = step
+    return method

@@ -12,6 +12,8 @@ from bench.data import StreamSettings, UnpairedTrainingSet
 from bench.methods import create_method
 from bench.train import CHECKPOINT_FORMAT, TrainingDiverged, checkpoint_path, load_checkpoint, train
 
+from conftest import interrupt_at
+
 CPU = torch.device("cpu")
 CONFIG = TrainConfig(iterations=20, checkpoint_every=5, log_every=1, image_size=16, num_workers=0)
 
@@ -37,16 +39,7 @@ def test_interrupted_run_resumes_exactly(dataset, tmp_path):
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     train(fresh_dummy(), dataset, full_dir, CONFIG, {"note": "full"}, CPU, progress=False)
 
-    crashing = fresh_dummy()
-    real_step, calls = crashing.train_step, {"n": 0}
-
-    def crash_at_13(real_a, real_b):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            raise KeyboardInterrupt  # as a kill between checkpoints
-        return real_step(real_a, real_b)
-
-    crashing.train_step = crash_at_13
+    crashing = interrupt_at(fresh_dummy(), 13)
     with pytest.raises(KeyboardInterrupt):
         train(crashing, dataset, cut_dir, CONFIG, {}, CPU, progress=False)
     assert load_checkpoint(checkpoint_path(cut_dir))["step"] == 10

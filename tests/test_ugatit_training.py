@@ -16,6 +16,8 @@ from ugatit.compat import discriminator_key, generator_key, official_to_project_
 from ugatit.networks import discriminator_downsamplings
 from ugatit.official_reference import official_networks, official_optimizers, official_train_step
 
+from conftest import interrupt_at
+
 CPU = torch.device("cpu")
 TINY = dict(width=2, n_res=1, light=True)
 
@@ -130,16 +132,7 @@ def stats(run_dir):
 
 def test_interrupted_training_resumes_exactly(dataset, tmp_path):
     train(fresh(), dataset, tmp_path / "full", CONFIG, {}, CPU, progress=False)
-    crashing = fresh()
-    real_step, calls = crashing.train_step, {"n": 0}
-
-    def crash_at_6(real_a, real_b):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_step(real_a, real_b)
-
-    crashing.train_step = crash_at_6
+    crashing = interrupt_at(fresh(), 6)
     with pytest.raises(KeyboardInterrupt):
         train(crashing, dataset, tmp_path / "cut", CONFIG, {}, CPU, progress=False)
     torch.manual_seed(123)
