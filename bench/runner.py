@@ -336,8 +336,7 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
         if eval_only:
             if not checkpoint_path(run_dir).exists():
                 raise RunNotTrained(f"{run_dir}: no checkpoint to score; run without --eval-only to train it")
-            method = _method_from_checkpoint(training, train_config, device)
-            steps = int(load_checkpoint(checkpoint_path(run_dir))["step"])
+            method, steps = _method_from_checkpoint(training, train_config, device)
         else:
             settings = StreamSettings(image_size=image_size, load_size=experiment.data.load_size or default_load_size(image_size),
                                       flip=experiment.data.flip, seed=training.seed, on_bad_image=experiment.data.on_bad_image)
@@ -361,11 +360,11 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
     for direction in training.dataset.directions:
         source_split, target_split = _splits(direction)
         output = run_dir / "translations" / direction
-        expected = len(SortedImageFolder(dataset_dir / source_split, image_size, experiment.data.on_bad_image))
         manifest = _read_json(output / TRANSLATION_MANIFEST)
-        if not manifest or manifest.get("step") != steps or manifest.get("count") != expected:
+        listed = count_images(dataset_dir / source_split)   # a file count: no image is decoded to check
+        if not manifest or manifest.get("step") != steps or manifest["count"] + len(manifest["skipped_inputs"]) != listed:
             if method is None:
-                method = _method_from_checkpoint(training, train_config, device)
+                method, _ = _method_from_checkpoint(training, train_config, device)
             _translate(method, direction, dataset_dir / source_split, output, image_size, device,
                        experiment.data.on_bad_image, steps, progress)
             work.append(f"translate {direction}")
@@ -385,9 +384,11 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
 
 
 def _method_from_checkpoint(training: TrainingRun, train_config, device: torch.device):
+    """The run's method restored from its checkpoint, and the checkpoint's step (one read of the file)."""
+    checkpoint = load_checkpoint(checkpoint_path(training.run_dir))
     method = method_registry.build_method(training.method, train_config, device)
-    method.load_state_dict(load_checkpoint(checkpoint_path(training.run_dir))["method_state"])
-    return method
+    method.load_state_dict(checkpoint["method_state"])
+    return method, int(checkpoint["step"])
 
 
 def _translate(method, direction: str, input_dir: Path, output: Path, image_size: int, device: torch.device,
