@@ -12,6 +12,8 @@ from bench.config import ConfigError, DATA_ROOT_ENV, load_experiment
 from bench.data import DataError
 from bench.datasets import CATALOGUE
 from bench.download import DownloadError, download_by_name
+from bench.files import DiskFullError, UnreadableFileError
+from bench.train import CheckpointError
 from eval.inception import WeightsError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     downloads.add_argument("--data-root", metavar="DIR", help=f"where datasets live (default: ${DATA_ROOT_ENV} or ./data)")
     downloads.add_argument("--archive", metavar="FILE", help="install from an archive already on disk instead of downloading")
     downloads.add_argument("--force", action="store_true", help="replace an installed copy of the dataset")
+    downloads.add_argument("--max-unpacked-gb", type=float, metavar="GB",
+                           help="the most the archive may unpack to (default: what the dataset can plausibly hold)")
     swap = downloads.add_mutually_exclusive_group()
     swap.add_argument("--swap", dest="swap", action="store_const", const=True, help="exchange the archive's A and B")
     swap.add_argument("--no-swap", dest="swap", action="store_const", const=False, help="keep the archive's A and B as they are")
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.config import DataConfig
 
             root = Path(args.data_root) if args.data_root else DataConfig().resolved_root()
+            limit = int(args.max_unpacked_gb * 2**30) if args.max_unpacked_gb else None
             report = download_by_name(args.download, root, archive=Path(args.archive) if args.archive else None,
-                                      force=args.force, swap=args.swap, progress=not args.no_progress)
+                                      force=args.force, swap=args.swap, progress=not args.no_progress,
+                                      max_unpacked_bytes=limit)
             print(report.summary())
             return EXIT_OK
         if not args.experiment:
@@ -99,6 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         reports = run_plan(plan, progress=not args.no_progress, eval_only=args.eval_only)
         print(format_reports(reports, plan))
         return EXIT_OK if all(r.status == "done" for r in reports) else EXIT_RUN_FAILED
-    except (ConfigError, DataError, DownloadError, WeightsError) as error:
+    except (ConfigError, DataError, DownloadError, WeightsError, CheckpointError, UnreadableFileError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -35,6 +36,13 @@ DATA_ROOT_ENV = "UGATIT_BENCH_DATA"                 # where datasets live, if th
 INCEPTION_WEIGHTS_ENV = "UGATIT_BENCH_INCEPTION"     # path of the Inception weights, if eval.inception_weights is unset
 
 Direction = Literal["a2b", "b2a"]
+
+# Sanity bounds: beyond these a setting is a typo, and would die later in a bare MemoryError.
+MAX_IMAGE_SIZE = 4096
+MAX_BATCH_SIZE = 1024
+MAX_ITERATIONS = 100_000_000
+MAX_SEEDS = 1000
+MAX_EVAL_COUNT = 1_000_000
 
 
 class ConfigError(ValueError):
@@ -109,8 +117,14 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "checkpoint_every", "log_every", "sample_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
-        if self.image_size < 16:
-            raise FieldError("image_size", f"must be at least 16 pixels, got {self.image_size}")
+        if not 16 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise FieldError("image_size", f"must be between 16 and {MAX_IMAGE_SIZE} pixels, got {self.image_size}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise FieldError("batch_size", f"must be at most {MAX_BATCH_SIZE} (the paper uses 1), got {self.batch_size}")
+        if self.iterations is not None and self.iterations > MAX_ITERATIONS:
+            raise FieldError("iterations", f"must be at most {MAX_ITERATIONS:,} (the paper trains 1,000,000), got {self.iterations:,}")
+        if len(self.seeds) > MAX_SEEDS:
+            raise FieldError("seeds", f"at most {MAX_SEEDS} seeds, got {len(self.seeds)}")
         if self.lr is not None and not self.lr > 0:
             raise FieldError("lr", f"must be positive (or null for the method's default), got {self.lr}")
         if not 0.0 <= self.decay_start <= 1.0:
@@ -136,8 +150,8 @@ class EvalConfig:
 
     def __post_init__(self):
         for name in ("batch_size", "max_block_size", "subsets", "subset_size"):
-            if getattr(self, name) < 1:
-                raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
+            if not 1 <= getattr(self, name) <= MAX_EVAL_COUNT:
+                raise FieldError(name, f"must be between 1 and {MAX_EVAL_COUNT:,}, got {getattr(self, name)}")
 
     def resolved_inception_weights(self) -> str | None:
         return self.inception_weights or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
@@ -220,14 +234,88 @@ class _Origins:
         return "?"
 
 
+# Bounds on what an experiment file may expand to: a hostile or broken file (a YAML "billion laughs"
+# alias bomb, thousands of nesting levels) is refused before anything walks it.
+MAX_YAML_VALUES = 100_000    # values after expanding aliases (the paper's main.yaml has about 200)
+MAX_YAML_DEPTH = 40          # nesting levels
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate keys, alias expansions beyond MAX_YAML_VALUES and nesting beyond MAX_YAML_DEPTH.
+    Works on the composed node graph, where an alias is a second reference to one node: each node is
+    visited once and its expanded size is memoised, so an alias bomb costs no time or memory here."""
+    sizes: dict[int, tuple[int, int]] = {}   # id(node) -> (values when expanded, depth)
+
+    def visit(node: yaml.Node) -> tuple[int, int]:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = (1, 1)   # a node that contains itself (a recursive alias) counts once
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    if key_node.value in seen:
+                        first = seen[key_node.value].start_mark.line + 1
+                        raise ConfigError(f"{source}: line {key_node.start_mark.line + 1}: key {key_node.value!r} is "
+                                          f"written twice in one mapping (first on line {first}); keep one")
+                    seen[key_node.value] = key_node
+                children += [key_node, value_node]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total, depth = 1, 1
+        for child in children:
+            child_total, child_depth = visit(child)
+            total, depth = total + child_total, max(depth, child_depth + 1)
+        sizes[id(node)] = (total, depth)
+        if total > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}: line {node.start_mark.line + 1}: the file expands to more than "
+                              f"{MAX_YAML_VALUES:,} values (YAML aliases referring to aliases?); refused")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: line {node.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; refused")
+        return total, depth
+
+    visit(root)
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """A YAML error as one line: where, and what is wrong."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """yaml.safe_load with the checks of `_check_nodes`; errors are ConfigError naming `source`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {_one_line(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to read (more than {MAX_YAML_DEPTH} levels are refused)") from None
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path, included_from: str | None) -> dict:
     where = f" (included from {included_from})" if included_from else ""
     if not path.is_file():
-        raise ConfigError(f"{path}: experiment file not found{where}")
+        existing = sorted(str(p) for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f"; experiment files in {path.parent}: {', '.join(existing)}" if existing else ""
+        raise ConfigError(f"{path}: experiment file not found{where}{hint}")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML{where}: {error}") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start:error.start + 1]!r})"
+                          f"{where}; save the file as UTF-8") from None
+    tree = parse_yaml(text, f"{path}{where}")
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
@@ -315,10 +403,10 @@ def apply_override(tree: dict, origins: _Origins, assignment: str) -> None:
     parts: list[Any] = [int(p) if p.isdigit() else p for p in key_text.strip().split(".")]
     if not key_text.strip() or any(p == "" for p in parts):
         raise ConfigError(f"--set {assignment}: empty key path")
-    try:
-        value = yaml.safe_load(value_text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {assignment}: the value is not valid YAML: {error}") from None
+    if not value_text.strip():
+        raise ConfigError(f"--set {assignment}: empty value; write {key_text.strip()}=null to mean null "
+                          f"(e.g. --set train.iterations=null for each method's reference length)")
+    value = parse_yaml(value_text, f"--set {assignment}: the value")
 
     node: Any = tree
     tp: Any = Experiment
@@ -491,9 +579,11 @@ def _convert(tp: Any, value: Any, origins: _Origins, path: KeyPath) -> Any:
     if tp is float:
         # YAML 1.1 reads `1e-4` (no dot) as a string; accept plain numeric text for float fields.
         if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(origins, path, f"expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise _fail(origins, path, f"must be a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -67,19 +67,40 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image as 8-bit RGB. Grayscale, palette, CMYK and 16-bit images are converted; RGBA
-    drops its alpha channel (PIL's convert("RGB"), as torchvision's loader in the official code)."""
+    """Open an image as 8-bit RGB, by its real range.
+
+    Grayscale, palette, CMYK and RGBA images go through PIL's convert("RGB") (RGBA drops its alpha), as
+    torchvision's loader in the authors' code does. Images PIL would clip instead of scale are scaled
+    here: 16-bit grayscale (either byte order) from [0, 65535], 32-bit integer grayscale from [0, 65535]
+    when it holds values above 255, floating-point grayscale from [0, 1] (or [0, 255] when it holds
+    values above 1). A float image with negative values or values above 255 is refused by name.
+    EXIF orientation tags are not applied, as neither torchvision's loader nor the authors' code
+    applies them: pixels are used in the order they are stored.
+    """
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode == "I;16" or image.mode == "I":
-                # 16/32-bit grayscale: scale to 8 bits instead of clipping.
-                array = np.asarray(image, dtype=np.float64)
-                peak = 65535.0 if image.mode == "I;16" or array.max() > 255 else 255.0
-                image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            if image.mode.startswith("I") or image.mode == "F":
+                image = _gray_to_8_bit(image, Path(path))
             return image.convert("RGB")
+    except BadImageError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise BadImageError(Path(path), f"{type(error).__name__}: {error}") from None
+
+
+def _gray_to_8_bit(image: Image.Image, path: Path) -> Image.Image:
+    array = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16"):
+        peak = 65535.0
+    elif image.mode == "I":
+        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
+    else:  # "F": floating point
+        if not np.isfinite(array).all() or array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise BadImageError(path, f"a floating-point image with values in [{np.nanmin(array):g}, {np.nanmax(array):g}]; "
+                                      "only [0, 1] or [0, 255] can be read unambiguously: convert it to 8-bit")
+        peak = 1.0 if array.max(initial=0) <= 1.0 else 255.0
+    return Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 def check_images(files: list[Path], on_bad_image: str, full_decode: bool = False) -> tuple[list[Path], list[Path]]:

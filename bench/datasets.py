@@ -108,8 +108,17 @@ class _UserDataset(DatasetInfo):
 
 
 def missing_splits(dataset_dir: Path) -> list[str]:
-    """The split folders a dataset folder lacks (all four if the folder does not exist)."""
-    return [split for split in SPLITS if not (dataset_dir / split).is_dir()]
+    """The split folders a dataset folder lacks or that hold no image ("testA (empty)"); all four if the
+    folder does not exist. Files are counted by name, none is decoded."""
+    from bench.data import count_images
+
+    problems = []
+    for split in SPLITS:
+        if not (dataset_dir / split).is_dir():
+            problems.append(split)
+        elif count_images(dataset_dir / split) == 0:
+            problems.append(f"{split} (empty: no image files)")
+    return problems
 
 
 def how_to_get(name: str, data_root: Path) -> str:

@@ -7,8 +7,11 @@ Steps, each of which leaves nothing half-built behind when it fails:
    resuming a previous partial download with an HTTP Range request, with a progress bar. The
    finished file is renamed into place; a checksum mismatch deletes it.
 2. Check every archive entry before extracting any: absolute paths, `..` components, links and
-   device files are refused.
-3. Extract into a staging folder next to the target, find the folder holding trainA/trainB/testA/
+   device files are refused, and so is an archive that would unpack to more than the dataset can
+   plausibly hold (a zip bomb; `plausible_unpacked_bytes`, `--max-unpacked-gb`) or than the disk has
+   free. Bytes are counted as they are written, so a header that lies about sizes does not help.
+3. Extract into a staging folder next to the target (named after its process, so that a later
+   install removes what a killed one left), find the folder holding trainA/trainB/testA/
    testB, orient it so that A -> B is the paper's direction (by the paper's image counts when they
    tell the domains apart, otherwise by what is known of the archive), count the images, write
    `dataset.json`, and move it to `<root>/<name>` in one rename.
@@ -16,17 +19,17 @@ Steps, each of which leaves nothing half-built behind when it fails:
 
 from __future__ import annotations
 
-import hashlib
 import json
+import lzma
 import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -35,8 +38,11 @@ from tqdm.auto import tqdm
 
 from bench.data import count_images
 from bench.datasets import CATALOGUE, SPLITS, ArchiveSource, DatasetInfo
+from bench.files import (DiskFullError, is_disk_full, owned_temporary_name, remove_stale_temporaries,
+                         sha256_file)
 
 CHUNK_BYTES = 1 << 20
+MIB = 1 << 20
 
 
 class DownloadError(RuntimeError):
@@ -66,14 +72,6 @@ class InstallReport:
 
 # ----------------------------------------------------------------------------------------------
 # Download.
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _archive_file_name(url: str) -> str:
@@ -123,7 +121,7 @@ def fetch(url: str, destination: Path, expected_sha256: str | None = None, timeo
         raise DownloadError(f"{url}: got {partial.stat().st_size} of {total} bytes; run the same command again to resume")
 
     if expected_sha256:
-        actual = sha256_of(partial)
+        actual = sha256_file(partial)
         if actual != expected_sha256:
             partial.unlink()
             raise DownloadError(
@@ -147,38 +145,109 @@ def _check_member_name(name: str, archive: Path) -> PurePosixPath:
     return path
 
 
-def safe_extract(archive: Path, target: Path) -> None:
-    """Extract a .zip or .tar(.gz/.bz2/.xz) archive into `target`, refusing unsafe entries first."""
+class ArchiveTooLargeError(DownloadError):
+    """An archive that would unpack to more than the dataset can plausibly hold (a zip bomb?)."""
+
+
+def plausible_unpacked_bytes(info: DatasetInfo, archive_bytes: int) -> int:
+    """The most an archive of this dataset may unpack to: images are already compressed (JPEG, PNG),
+    so a real dataset unpacks to about its archive's size, and a 256 px image takes well under 1 MiB.
+    The limit is the smaller of 1 MiB per image the paper reports (10,000 when unknown) and 20 times
+    the archive's size, but never under 64 MiB. `--max-unpacked-gb` replaces it."""
+    counts = [*(info.train_counts or ()), *(info.test_counts or ())]
+    by_images = (sum(counts) if counts else 10_000) * MIB
+    return max(min(by_images, 20 * archive_bytes), 64 * MIB)
+
+
+def _refuse_if_too_large(archive: Path, declared: int, max_bytes: int, target: Path) -> None:
+    if declared > max_bytes:
+        raise ArchiveTooLargeError(
+            f"{archive}: its entries would unpack to {declared / MIB:,.0f} MiB, more than the {max_bytes / MIB:,.0f} MiB "
+            "this dataset can plausibly hold (a zip bomb, or the wrong archive?); nothing was extracted. If the archive "
+            "is genuine, raise the limit with --max-unpacked-gb")
+    free = shutil.disk_usage(target.parent).free
+    if declared + 64 * MIB > free:
+        raise DownloadError(f"{archive}: unpacking needs {declared / MIB:,.0f} MiB (and 64 MiB to spare) but "
+                            f"{target.parent} has {free / MIB:,.0f} MiB free; nothing was extracted")
+
+
+def _copy_limited(source, destination: Path, budget: list[int], archive: Path, max_bytes: int) -> None:
+    """Copy a member's bytes, counting them against `budget` (headers can lie about sizes)."""
+    with open(destination, "wb") as out:
+        for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
+            budget[0] += len(chunk)
+            if budget[0] > max_bytes:
+                raise ArchiveTooLargeError(
+                    f"{archive}: unpacked more than {max_bytes / MIB:,.0f} MiB, more than its entries declare and more "
+                    "than this dataset can plausibly hold (a zip bomb?); extraction stopped and nothing was kept. If "
+                    "the archive is genuine, raise the limit with --max-unpacked-gb")
+            out.write(chunk)
+
+
+def _write_members(members: list[tuple[str, bool, Callable]], archive: Path, target: Path, max_bytes: int) -> None:
+    """Write (name, is folder, open its bytes) entries under `target`, counting bytes against `max_bytes`."""
+    budget = [0]
+    for name, is_folder, open_member in members:
+        destination = target / _check_member_name(name, archive)
+        if is_folder:
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as source:
+            _copy_limited(source, destination, budget, archive, max_bytes)
+
+
+def _extract_zip(archive: Path, target: Path, max_bytes: int) -> None:
+    with zipfile.ZipFile(archive) as bundle:
+        members = bundle.infolist()
+        for member in members:
+            _check_member_name(member.filename, archive)
+            kind = stat.S_IFMT(member.external_attr >> 16)
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                raise UnsafeArchiveError(f"{archive}: entry {member.filename!r} is a link or special file; "
+                                         "the archive was not extracted")
+        _refuse_if_too_large(archive, sum(m.file_size for m in members), max_bytes, target)
+        # bundle.open checks each entry's CRC when its end is read.
+        _write_members([(m.filename, m.is_dir(), lambda m=m: bundle.open(m)) for m in members], archive, target, max_bytes)
+
+
+def _extract_tar(archive: Path, target: Path, max_bytes: int) -> None:
+    with tarfile.open(archive) as bundle:
+        members = bundle.getmembers()
+        for member in members:
+            _check_member_name(member.name, archive)
+            if not (member.isfile() or member.isdir()):
+                raise UnsafeArchiveError(f"{archive}: entry {member.name!r} is a link or special file; "
+                                         "the archive was not extracted")
+        _refuse_if_too_large(archive, sum(m.size for m in members if m.isfile()), max_bytes, target)
+        _write_members([(m.name, m.isdir(), lambda m=m: bundle.extractfile(m)) for m in members], archive, target, max_bytes)
+
+
+def safe_extract(archive: Path, target: Path, max_bytes: int | None = None) -> None:
+    """Extract a .zip or .tar(.gz/.bz2/.xz) archive into `target`: every entry is checked before any is
+    written (no absolute or `..` paths, no links or devices), and at most `max_bytes` are unpacked
+    (default: 20 times the archive's size), counted as they are written."""
     archive, target = Path(archive), Path(target)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            for member in members:
-                _check_member_name(member.filename, archive)
-                kind = stat.S_IFMT(member.external_attr >> 16)
-                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-                    raise UnsafeArchiveError(f"{archive}: entry {member.filename!r} is a link or special file; "
-                                             "the archive was not extracted")
-            try:
-                bundle.extractall(target)
-            except (zipfile.BadZipFile, OSError, EOFError) as error:
-                raise DownloadError(f"{archive}: the archive is damaged ({error}); delete it and download again") from None
-        return
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as bundle:
-            members = bundle.getmembers()
-            for member in members:
-                _check_member_name(member.name, archive)
-                if not (member.isfile() or member.isdir()):
-                    raise UnsafeArchiveError(f"{archive}: entry {member.name!r} is a link or special file; "
-                                             "the archive was not extracted")
-            try:
-                bundle.extractall(target, members=members, filter="data")
-            except (tarfile.TarError, OSError, EOFError) as error:
-                raise DownloadError(f"{archive}: the archive is damaged ({error}); delete it and download again") from None
-        return
-    raise DownloadError(f"{archive}: not a zip or tar archive (damaged, or an HTML error page?); "
-                        "delete it and download again")
+    max_bytes = max_bytes if max_bytes is not None else max(20 * archive.stat().st_size, 64 * MIB)
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, target, max_bytes)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, target, max_bytes)
+        else:
+            raise DownloadError(f"{archive}: not a zip or tar archive (damaged, or an HTML error page?); "
+                                "delete it and download again")
+    except DownloadError:
+        raise
+    except Exception as error:  # zipfile, tarfile, zlib, lzma and bz2 each raise their own kinds for a damaged file
+        if is_disk_full(error):
+            raise DiskFullError(target) from None
+        if not isinstance(error, (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError, zlib.error,
+                                  lzma.LZMAError, NotImplementedError, RuntimeError)):
+            raise
+        raise DownloadError(f"{archive}: the archive is damaged ({type(error).__name__}: {error}); delete it and "
+                            "download again") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,9 +304,10 @@ def _orient(root: Path, staging: Path, swap: bool) -> None:
 
 
 def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None = None, force: bool = False,
-                    swap: bool | None = None, progress: bool = True,
+                    swap: bool | None = None, progress: bool = True, max_unpacked_bytes: int | None = None,
                     log: Callable[[str], None] = print) -> InstallReport:
-    """Download (unless `archive` is given), check, extract and install one dataset."""
+    """Download (unless `archive` is given), check, extract and install one dataset.
+    `max_unpacked_bytes` replaces `plausible_unpacked_bytes` as the limit on what the archive unpacks to."""
     data_root = Path(data_root)
     target = data_root / info.name
     manifest_path = target / "dataset.json"
@@ -259,7 +329,7 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
         if not archive.is_file():
             raise DownloadError(f"{archive}: archive file not found")
         archive_path = archive
-        digest = sha256_of(archive_path)
+        digest = sha256_file(archive_path)
         # A local copy of a known archive is oriented like that archive; an unknown one is taken as is.
         known = [s for s in info.sources if s.sha256 == digest]
         chosen = ArchiveSource(url=str(archive), sha256=digest, swap_ab=known[0].swap_ab if known else False)
@@ -284,12 +354,15 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
                 f" Download the archive by hand and run: python run_bench.py --download {info.name} --archive FILE")
             raise DownloadError(f"{info.name}: every source failed:\n  " + "\n  ".join(errors) + "\n" + manual)
 
-    digest = chosen.sha256 or sha256_of(archive_path)  # fetch() has already verified a known checksum
+    digest = chosen.sha256 or sha256_file(archive_path)  # fetch() has already verified a known checksum
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{info.name}-installing-", dir=data_root))
+    remove_stale_temporaries(data_root, f".{info.name}-installing")   # left by a killed install
+    staging = data_root / owned_temporary_name(f".{info.name}-installing")
+    staging.mkdir()
     try:
         extracted = staging / "extracted"
-        safe_extract(archive_path, extracted)
+        limit = max_unpacked_bytes or plausible_unpacked_bytes(info, archive_path.stat().st_size)
+        safe_extract(archive_path, extracted, limit)
         split_root = find_split_root(extracted)
         counts = {split: count_images(split_root / split) for split in SPLITS}
         empty = [split for split, count in counts.items() if count == 0]

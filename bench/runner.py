@@ -51,10 +51,11 @@ from bench.config import DatasetSpec, Experiment, ExternalResult, MethodSpec, id
 from bench.data import (DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, count_images,
                         default_load_size, list_images)
 from bench.datasets import CATALOGUE, PAPER_DATASETS, dataset_info, how_to_get, missing_splits
-from bench.environment import atomic_write_json, git_revision, package_versions, resolve_device
+from bench.environment import git_revision, package_versions, resolve_device
+from bench.files import DiskFullError, UnreadableFileError, atomic_write_json, is_disk_full
 from bench.synthetic import SyntheticSpec, is_current, write_dataset
-from bench.train import checkpoint_path, load_checkpoint, train
-from bench.translate import MANIFEST as TRANSLATION_MANIFEST, translate_images
+from bench.train import CheckpointError, checkpoint_path, load_checkpoint, train
+from bench.translate import MANIFEST as TRANSLATION_MANIFEST, completeness_problem, read_manifest, translate_images
 from bench.visual import overlay
 
 log = logging.getLogger("bench")
@@ -360,9 +361,13 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
     for direction in training.dataset.directions:
         source_split, target_split = _splits(direction)
         output = run_dir / "translations" / direction
-        manifest = _read_json(output / TRANSLATION_MANIFEST)
-        listed = count_images(dataset_dir / source_split)   # a file count: no image is decoded to check
-        if not manifest or manifest.get("step") != steps or manifest["count"] + len(manifest["skipped_inputs"]) != listed:
+        manifest = read_manifest(output)
+        problem = completeness_problem(output, dataset_dir / source_split)   # by file names: nothing is decoded
+        if problem is None and manifest.get("step") != steps:
+            problem = f"made at step {manifest.get('step')}, the model is at step {steps}"
+        if problem is not None:
+            if problem != "no manifest":
+                log.info("translating %s again: %s", output, problem)
             if method is None:
                 method, _ = _method_from_checkpoint(training, train_config, device)
             _translate(method, direction, dataset_dir / source_split, output, image_size, device,
@@ -385,7 +390,7 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
 
 def _method_from_checkpoint(training: TrainingRun, train_config, device: torch.device):
     """The run's method restored from its checkpoint, and the checkpoint's step (one read of the file)."""
-    checkpoint = load_checkpoint(checkpoint_path(training.run_dir))
+    checkpoint = load_checkpoint(checkpoint_path(training.run_dir), expected_identity=training.identity)
     method = method_registry.build_method(training.method, train_config, device)
     method.load_state_dict(checkpoint["method_state"])
     return method, int(checkpoint["step"])
@@ -404,6 +409,15 @@ def _translate(method, direction: str, input_dir: Path, output: Path, image_size
     translate_images(run, input_dir, output, image_size, device, on_bad_image=on_bad_image, progress=progress,
                      companion_dir_name="attention" if with_attention is not None else None,
                      extra_manifest={"direction": direction, "step": steps})
+
+
+def _failure_text(error: Exception) -> str:
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return (f"out of memory ({type(error).__name__}); lower train.batch_size, train.image_size or the "
+                "method's width, or use a device with more memory")
+    if isinstance(error, (CheckpointError, UnreadableFileError, DataError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _run_logger(run_dir: Path) -> logging.Handler:
@@ -433,9 +447,12 @@ def run_plan(plan: Plan, progress: bool = True, eval_only: bool = False) -> list
         except RunNotTrained as error:
             reports.append(RunReport(training, "not trained", time.perf_counter() - started, error=str(error)))
         except Exception as error:  # one failing run must not stop the others
+            if is_disk_full(error):   # ... but a full disk stops every run: nothing more can be written
+                log.error("run stopped: %s", error)
+                raise error if isinstance(error, DiskFullError) else DiskFullError(training.run_dir) from None
             log.error("run failed: %s\n%s", error, traceback.format_exc())
             reports.append(RunReport(training, "failed", time.perf_counter() - started,
-                                     error=f"{type(error).__name__}: {error}", log_path=training.run_dir / "log.txt"))
+                                     error=_failure_text(error), log_path=training.run_dir / "log.txt"))
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()

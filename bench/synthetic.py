@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import colorsys
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from bench.files import owned_temporary_name, remove_stale_temporaries, replace_directory
 
 GENERATOR_VERSION = 1          # bump when the images change, so that old copies are regenerated
 DOMAINS = {"A": 0, "B": 1}
@@ -127,12 +127,15 @@ def is_current(dataset_dir: Path, spec: SyntheticSpec) -> bool:
 
 
 def write_dataset(dataset_dir: Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
-    """Generate the dataset into `dataset_dir` (atomically: a crash leaves no half-written copy)."""
+    """Generate the dataset into `dataset_dir` (atomically: a crash leaves no half-written copy, and the
+    next call removes what a killed one left)."""
     dataset_dir = Path(dataset_dir)
     if is_current(dataset_dir, spec):
         return dataset_dir
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}-generating-", dir=dataset_dir.parent))
+    remove_stale_temporaries(dataset_dir.parent, f".{dataset_dir.name}-generating")
+    staging = dataset_dir.parent / owned_temporary_name(f".{dataset_dir.name}-generating")
+    staging.mkdir()
     try:
         for split, count in (("train", spec.train_per_domain), ("test", spec.test_per_domain)):
             for domain in DOMAINS:
@@ -141,18 +144,7 @@ def write_dataset(dataset_dir: Path, spec: SyntheticSpec = SyntheticSpec()) -> P
                 for index in range(count):
                     Image.fromarray(generate_image(spec, domain, split, index)).save(folder / f"{index:05d}.png")
         (staging / "dataset.json").write_text(json.dumps(_manifest(spec), indent=2) + "\n")
-        _replace_directory(staging, dataset_dir)
+        replace_directory(staging, dataset_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dataset_dir
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    """Move `new` to `target`, replacing an outdated `target` (a directory cannot be os.replace'd over)."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)

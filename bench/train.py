@@ -8,7 +8,8 @@ A run folder holds `checkpoints/latest.pt` and `stats.jsonl`. A checkpoint is a 
     step           iterations completed
     method_state   Method.state_dict(): networks, optimizers, anything else to continue exactly
     rng            torch CPU/CUDA and Python `random` generator states
-    config         the run's resolved configuration (plain JSON-like data)
+    config         the run's identity (bench.runner.run_identity): a checkpoint copied into another
+                   run's folder is refused on resume
     versions       package versions that wrote it
 
 Data order needs no saved state: sample i of each domain depends only on (seed, i) (bench.data),
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import random
 import time
@@ -34,10 +36,14 @@ from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
 from bench.data import UnpairedTrainingSet, training_batches
-from bench.environment import atomic_torch_save, atomic_write_bytes, package_versions
+from bench.environment import package_versions
+from bench.files import (DiskFullError, atomic_torch_save, atomic_write_bytes, is_disk_full, load_torch_file,
+                         remove_stale_temporaries)
 from bench.methods import Method
 
 CHECKPOINT_FORMAT = "ugatit-bench-checkpoint/1"
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,10 +61,54 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint of this harness, or the checkpoint of another run."""
+
+
+def describe_identity(identity: dict[str, Any]) -> str:
+    """One line saying which method, options, dataset and seed a run identity (bench.runner) names."""
+    text = f"method {identity.get('method')!r}"
+    if identity.get("options"):
+        text += f" with options {json.dumps(identity['options'], sort_keys=True)}"
+    if "dataset" in identity:
+        text += f" on {identity['dataset']}"
+    if "seed" in identity:
+        text += f", seed {identity['seed']}"
+    return text
+
+
+def describe_checkpoint(checkpoint: dict[str, Any]) -> str:
+    identity = {"method": checkpoint.get("method"), **(checkpoint.get("config") or {})}
+    return f"{describe_identity(identity)}, at step {checkpoint.get('step')}"
+
+
+def _differences(found: Any, expected: Any, prefix: str = "") -> list[str]:
+    if isinstance(found, dict) and isinstance(expected, dict):
+        lines = []
+        for key in sorted(set(found) | set(expected), key=str):
+            lines += _differences(found.get(key, "(absent)"), expected.get(key, "(absent)"), f"{prefix}{key}.")
+        return lines
+    return [] if found == expected else [f"{prefix.rstrip('.')}: {found!r} in the checkpoint, {expected!r} in this run"]
+
+
+def load_checkpoint(path: Path, expected_identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True. With `expected_identity` (the run's identity, which
+    every checkpoint records), a checkpoint of another run is refused with both identities named."""
+    path = Path(path)
+    checkpoint = load_torch_file(path, "checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a checkpoint of this harness (format {checkpoint.get('format') if isinstance(checkpoint, dict) else '?'!r})")
+        found = (f"keys {', '.join(sorted(map(str, checkpoint))[:8])}" if isinstance(checkpoint, dict)
+                 else f"a {type(checkpoint).__name__}")
+        raise CheckpointError(f"{path}: not a checkpoint of this harness (format {CHECKPOINT_FORMAT!r} expected; "
+                              f"found {found})")
+    if expected_identity is not None and checkpoint.get("config") != expected_identity:
+        differences = _differences(checkpoint.get("config"), expected_identity)
+        raise CheckpointError(
+            f"{path} belongs to another run: it holds {describe_checkpoint(checkpoint)}; this run is "
+            f"{describe_identity(expected_identity)}. "
+            f"Differences: {'; '.join(differences[:6])}. Move the file back to its own run folder, or delete it to "
+            "train this run from the start"
+        )
     return checkpoint
 
 
@@ -90,10 +140,22 @@ def _restore_rng(state: dict[str, Any]) -> None:
 
 
 def _truncate_stats(stats_path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from, so that no step appears twice."""
+    """Drop log lines written after the checkpoint we resume from, so that no step appears twice.
+    A torn line (the process died, or the disk filled, while writing it) is dropped and reported."""
     if not stats_path.exists():
         return
-    kept = [line for line in stats_path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = []
+    for number, line in enumerate(stats_path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step = int(record["step"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("%s: line %d is torn or not a record (%r...); dropped", stats_path, number, line[:40])
+            continue
+        if step <= last_step:
+            kept.append(line)
     atomic_write_bytes(stats_path, "".join(line + "\n" for line in kept).encode())
 
 
@@ -123,14 +185,18 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
     total = train_config.iterations
     stats_path = run_dir / "stats.jsonl"
 
-    # Resume from the last checkpoint, if there is one.
+    # Resume from the last checkpoint of this run, if there is one; else start a fresh log.
+    remove_stale_temporaries(checkpoint_path(run_dir).parent)
     step, resumed_from = 0, None
     if checkpoint_path(run_dir).exists():
-        checkpoint = load_checkpoint(checkpoint_path(run_dir))
+        checkpoint = load_checkpoint(checkpoint_path(run_dir), expected_identity=run_config)
         method.load_state_dict(checkpoint["method_state"])
         _restore_rng(checkpoint["rng"])
         step = resumed_from = int(checkpoint["step"])
         _truncate_stats(stats_path, step)
+    elif stats_path.exists():
+        log.info("%s: no checkpoint to resume from; the lines of an earlier start are dropped", stats_path)
+        stats_path.unlink()
     if step >= total:
         return TrainingOutcome(step, resumed_from, time.perf_counter() - started)
 
@@ -163,8 +229,11 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
                 now = time.perf_counter()
                 record = {"step": step, **values, **method.extra_stats(),
                           "seconds_per_iteration": (now - last_log_time) / max(step - last_log_step, 1)}
-                stats.write(json.dumps(record) + "\n")
-                stats.flush()
+                try:
+                    stats.write(json.dumps(record) + "\n")
+                    stats.flush()
+                except OSError as error:   # a torn last line is dropped when the run resumes
+                    raise DiskFullError(stats_path) if is_disk_full(error) else error
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:3]})
                 last_log_time, last_log_step = now, step
             if is_sample_step:

@@ -3,15 +3,16 @@
 Every method's outputs are saved with the same convention, clamp((x + 1) / 2, 0, 1) rounded to
 8 bits, and no per-image min-max stretch (UNIT's test script stretches each output, which changes
 KID; see ../shared/notes/baselines.md). PNG is lossless, so scores never depend on JPEG quality.
-The output folder is written under a temporary name and renamed when complete, so a folder with
-the final name always holds every translation.
+The output folder is written under a temporary name of its own process and renamed when complete,
+so a folder with the final name always holds every translation, and two processes translating into
+the same folder do not disturb each other (the last complete folder wins). The manifest lists the
+input and output file names, so that a removed or added file is noticed without decoding any image
+(`completeness_problem`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench.data import SortedImageFolder
+from bench.data import IMAGE_EXTENSIONS, SortedImageFolder
+from bench.files import owned_temporary_name, remove_stale_temporaries, replace_directory
 
 MANIFEST = "translations.json"
 
@@ -58,9 +60,10 @@ def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[to
     output_dir = Path(output_dir)
     test_set = SortedImageFolder(input_dir, image_size, on_bad_image)
     names = output_names(test_set)
-    partial = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir.parent, f".{output_dir.name}.partial")
+    partial = output_dir.with_name(owned_temporary_name(f".{output_dir.name}.partial"))
+    partial.mkdir()
     if companion_dir_name:
         (partial / companion_dir_name).mkdir()
     written = 0
@@ -80,16 +83,50 @@ def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[to
     manifest = {
         "input_dir": str(Path(input_dir)),
         "count": written,
+        "inputs": [p.name for p in test_set.files],
+        "outputs": names,
         "skipped_inputs": [str(p) for p in test_set.skipped],
         "image_size": image_size,
         **(extra_manifest or {}),
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(partial, output_dir)
+    replace_directory(partial, output_dir)
     return output_dir
 
 
-def is_complete(output_dir: Path) -> bool:
-    return (Path(output_dir) / MANIFEST).is_file()
+def read_manifest(output_dir: Path) -> dict | None:
+    try:
+        manifest = json.loads((Path(output_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def completeness_problem(output_dir: Path, input_dir: Path) -> str | None:
+    """Why `output_dir` is not a complete translation of `input_dir` now, or None when it is.
+
+    Checks names only (no image is decoded): the manifest's inputs are the images of `input_dir`
+    (those it skipped as unreadable aside), and the manifest's outputs are exactly the images in
+    `output_dir`.
+    """
+    manifest = read_manifest(output_dir)
+    if manifest is None or "outputs" not in manifest:
+        return "no manifest"
+    inputs_now = {p.name for p in _listed(input_dir)}
+    inputs_then = set(manifest["inputs"]) | {Path(p).name for p in manifest["skipped_inputs"]}
+    if inputs_now != inputs_then:
+        return (f"the inputs changed since it was translated ({len(inputs_now - inputs_then)} new, "
+                f"{len(inputs_then - inputs_now)} gone)")
+    outputs_now = {p.name for p in _listed(output_dir)}
+    expected = set(manifest["outputs"])
+    if outputs_now != expected:
+        missing, extra = sorted(expected - outputs_now), sorted(outputs_now - expected)
+        parts = ([f"{len(missing)} translation(s) missing (e.g. {missing[0]})"] if missing else []) + \
+                ([f"{len(extra)} unexpected file(s) (e.g. {extra[0]})"] if extra else [])
+        return ", ".join(parts)
+    return None
+
+
+def _listed(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS] if folder.is_dir() else []

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.data import DataError
-from bench.environment import atomic_write_json
+from bench.files import DiskFullError, atomic_write_json
 from eval.inception import CACHE_ENV, WeightsError
 from eval.kid import KIDError
 from eval.score import PROTOCOLS, Scorer, ScoreSettings, format_score
@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         scorer = Scorer(args.weights, args.device, None if args.no_cache else (args.cache_dir or "default"),
                         args.batch_size, "skip" if args.skip_bad_images else "fail", progress=not args.no_progress)
         record = scorer.score(args.real, args.fake, args.source, settings)
-    except (DataError, KIDError, WeightsError, ValueError) as error:
+        fake = Path(args.fake)
+        output = Path(args.json) if args.json else fake.parent / f"{fake.name}-{record['metric']}.json"
+        atomic_write_json(output, record)
+    except (DataError, KIDError, WeightsError, ValueError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    fake = Path(args.fake)
-    output = Path(args.json) if args.json else fake.parent / f"{fake.name}-{record['metric']}.json"
-    atomic_write_json(output, record)
     print(format_score(record))
     print(f"record: {output}")
     return 0

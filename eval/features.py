@@ -14,6 +14,7 @@ pipeline did. Consecutive images of one size share a batch.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.data import check_images, list_images, load_rgb
-from bench.environment import atomic_torch_save
+from bench.files import atomic_torch_save
 from eval.inception import EXTRACTOR_ID, InceptionFeatures
 
 CACHE_FORMAT = "ugatit-bench-features/2"
@@ -47,7 +48,7 @@ def content_key(files: list[Path], weights_sha256: str, on_bad_image: str = "fai
     digest = hashlib.sha256()
     digest.update(f"{CACHE_FORMAT}\n{EXTRACTOR_ID}\nweights={weights_sha256}\nbad={on_bad_image}\n".encode())
     for path in files:
-        digest.update(path.name.encode() + b"\0")
+        digest.update(os.fsencode(path.name) + b"\0")   # any name the file system allows, UTF-8 or not
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 

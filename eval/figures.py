@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.data import list_images, load_rgb  # noqa: E402
-from bench.environment import atomic_write_bytes  # noqa: E402
+from bench.files import atomic_write_bytes  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:

@@ -14,23 +14,26 @@ The special value `random` builds a randomly initialised Inception (deterministi
 cache folder) so that the whole evaluation path runs where no weights can be had: tests and smoke
 runs. Only the official file (sha256 starting 6726825d) gives numbers comparable with the paper;
 every result records the weights' sha256 and says whether it is official.
+
+Every weights file is read by this project with `torch.load(weights_only=True)` (bench.files) and the
+state dict handed to the network: torch-fidelity's own loader, which unpickles with
+weights_only=False and so would run code planted in a crafted file, never sees a user's file.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import os
 import sys
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn as nn
 
 from bench.config import INCEPTION_WEIGHTS_ENV
-from bench.environment import atomic_torch_save
+from bench.files import UnreadableFileError, atomic_torch_save, load_torch_file, sha256_file
 
 OFFICIAL_SHA256_PREFIX = "6726825d"
 OFFICIAL_FILE_NAME = f"weights-inception-2015-12-05-{OFFICIAL_SHA256_PREFIX}.pth"
@@ -47,14 +50,6 @@ class WeightsError(RuntimeError):
 def cache_root() -> Path:
     """Where features and generated weights are kept: ${UGATIT_BENCH_CACHE} or ~/.cache/ugatit-bench."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ugatit-bench")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -76,14 +71,43 @@ class InceptionWeights:
         return {"path": str(self.path), "sha256": self.sha256, "official": self.official, "label": self.label}
 
 
-@contextmanager
-def _constructed_without_weights():
-    """Build torch-fidelity's Inception without reading any file (its constructor always loads weights)."""
-    from torch_fidelity import feature_extractor_inceptionv3 as module
+def _inception_skeleton() -> nn.Module:
+    """torch-fidelity's Inception-v3 network with no weights read from anywhere.
 
-    with mock.patch.object(module.torch, "load", return_value={}), \
-            mock.patch.object(module.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
-        yield module.FeatureExtractorInceptionV3
+    Its constructor always loads weights (torch.load with weights_only=False on a given path, or a
+    download); here it is handed an empty state dict from memory, which a subclass accepts, and the
+    weights are loaded afterwards by `_load_weights`, safely.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class UnloadedInception(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            if not state_dict:          # the constructor's own load: nothing to load yet
+                return None
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    return UnloadedInception("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=empty)
+
+
+def _load_weights(weights: "InceptionWeights") -> nn.Module:
+    """The network with `weights` read by this project (weights_only=True), never by torch-fidelity."""
+    try:
+        state = load_torch_file(weights.path, "Inception-v3 weights file")
+    except UnreadableFileError as error:
+        raise WeightsError(str(error)) from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise WeightsError(f"{weights.path}: not an Inception-v3 state dict (expected a mapping of names to tensors, "
+                           f"got {type(state).__name__})")
+    network = _inception_skeleton()
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise WeightsError(f"{weights.path}: these are not torch-fidelity's Inception-v3 weights ({first_line})") from None
+    return network
 
 
 def write_random_weights(path: Path, seed: int = 0) -> Path:
@@ -94,8 +118,7 @@ def write_random_weights(path: Path, seed: int = 0) -> Path:
     weight 1, bias 0, running mean 0, running variance 1; He-normal convolutions; a small random fc.
     """
     generator = torch.Generator().manual_seed(seed)
-    with _constructed_without_weights() as extractor_class:
-        network = extractor_class("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path="unused")
+    network = _inception_skeleton()
     with torch.no_grad():
         for module in network.modules():
             if isinstance(module, nn.Conv2d):
@@ -156,16 +179,10 @@ class InceptionFeatures:
     @property
     def network(self) -> nn.Module:
         if self._network is None:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-            try:
-                network = FeatureExtractorInceptionV3("inception-v3-compat", [FEATURE_LAYER],
-                                                      feature_extractor_weights_path=str(self.weights.path))
-                # Channels-last layout: the same float32 arithmetic in another memory order, about 1.5x faster
-                # on this project's CPU; features agree with torch-fidelity's default layout to ~1e-6 relative.
-                self._network = network.to(self.device, memory_format=torch.channels_last)
-            except Exception as error:
-                raise WeightsError(f"{self.weights.path}: cannot be loaded as Inception-v3 weights ({error})") from None
+            network = _load_weights(self.weights)
+            # Channels-last layout: the same float32 arithmetic in another memory order, about 1.5x faster
+            # on this project's CPU; features agree with torch-fidelity's default layout to ~1e-6 relative.
+            self._network = network.to(self.device, memory_format=torch.channels_last)
         return self._network
 
     @torch.inference_mode()

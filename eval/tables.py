@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench.environment import atomic_write_bytes
+from bench.files import atomic_write_bytes
 
 PAPER_DIR = Path(__file__).resolve().parent.parent / "results" / "paper"
 TABLE_TITLES = {

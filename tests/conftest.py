@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import textwrap
 from pathlib import Path
 
@@ -62,3 +63,63 @@ def interrupt_at(method, call: int):
 
     method.train_step = step
     return method
+
+
+class _FillingFile:
+    """A file handle whose writes fail with ENOSPC once `capacity` bytes have been written, as on a full disk."""
+
+    def __init__(self, handle, capacity: int):
+        self._handle, self._room = handle, capacity
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if len(data) > self._room:
+            self._handle.write(data[:self._room])
+            self._room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._room -= len(data)
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+@pytest.fixture
+def fill_disk(monkeypatch):
+    """fill_disk(capacity): from then on, every atomic write of bench.files fails with ENOSPC after
+    `capacity` bytes, as on a disk that fills up (fault injection at the file handle)."""
+    import bench.files
+
+    real_open = bench.files._open_temporary
+
+    def activate(capacity: int = 0) -> None:
+        def open_filling(path):
+            temporary, handle = real_open(path)
+            return temporary, _FillingFile(handle, capacity)
+
+        monkeypatch.setattr(bench.files, "_open_temporary", open_filling)
+
+    return activate
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 2 MiB tmpfs (a disk that really fills); skipped where mounting is not permitted."""
+    import subprocess
+
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({(result.stderr or result.stdout).strip() or 'not permitted'})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

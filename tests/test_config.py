@@ -76,7 +76,7 @@ def test_wrong_types_are_refused(write_yaml, snippet, expected):
 @pytest.mark.parametrize("snippet, expected", [
     ("train:\n  iterations: 0\n", "train.iterations: must be at least 1"),
     ("train:\n  decay_start: 1.5\n", "train.decay_start"),
-    ("train:\n  image_size: 8\n", "train.image_size: must be at least 16"),
+    ("train:\n  image_size: 8\n", "train.image_size: must be between 16 and 4096"),
     ("train:\n  seeds: [1, 1]\n", "train.seeds: repeated seed"),
     ("train:\n  lr: -0.1\n", "train.lr: must be positive"),
 ])

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy}, {name: identity}]", extra=""):
-    return write_yaml("exp.yaml", f"""
+    """A small experiment; top-level keys in `extra` replace the base file's."""
+    base = f"""
 name: e2e
 datasets: [{{name: tiny}}]
 methods: {methods}
@@ -30,7 +31,11 @@ output_dir: {tmp_path / 'runs'}
 data: {{root: {tmp_path / 'data'}}}
 train: {{iterations: 6, image_size: 16, checkpoint_every: 3, log_every: 2, num_workers: 0}}
 eval: {{inception_weights: random, max_block_size: 3}}
-""" + textwrap.dedent(extra))
+"""
+    extra = textwrap.dedent(extra)
+    replaced = {line.split(":")[0] for line in extra.splitlines() if line and not line[0].isspace()}
+    kept = [line for line in base.splitlines() if line.split(":")[0] not in replaced]
+    return write_yaml("exp.yaml", "\n".join(kept) + "\n" + extra)
 
 
 def test_dry_run_prints_every_run_and_touches_nothing(tiny_dataset, write_yaml, tmp_path, capsys):

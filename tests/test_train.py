@@ -60,7 +60,7 @@ def test_checkpoint_is_a_plain_dict_loadable_with_weights_only(dataset, tmp_path
     assert "torch" in checkpoint["versions"]
     assert [p.name for p in checkpoint_path(tmp_path).parent.iterdir()] == ["latest.pt"]  # no temp files left
     # A finished run is not trained again.
-    outcome = train(fresh_dummy(), dataset, tmp_path, CONFIG, {}, CPU, progress=False)
+    outcome = train(fresh_dummy(), dataset, tmp_path, CONFIG, {"method": "dummy", "seed": 0}, CPU, progress=False)
     assert outcome.resumed_from == 20 and outcome.steps_total == 20
 
 

@@ -11,6 +11,7 @@ import torch
 from bench.config import TrainConfig
 from bench.data import StreamSettings, UnpairedTrainingSet
 from bench.methods import create_method
+from bench.files import DiskFullError
 from bench.train import checkpoint_path, load_checkpoint, train
 from ugatit.compat import discriminator_key, generator_key, official_to_project_states
 from ugatit.networks import discriminator_downsamplings
@@ -155,20 +156,13 @@ def test_records_and_sample_sheets(dataset, tmp_path, tiny_dataset):
         assert sheet.size == (6 * 18 + 2, 4 * 18 + 2)
 
 
-def test_a_failed_checkpoint_write_keeps_the_previous_one(dataset, tmp_path, monkeypatch):
+def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(dataset, tmp_path, fill_disk):
     train(fresh(), dataset, tmp_path, TrainConfig(**{**CONFIG.__dict__, "iterations": 4}), {}, CPU, progress=False)
     good = checkpoint_path(tmp_path).read_bytes()
 
-    def broken_save(value, path, *args, **kwargs):
-        with open(path, "wb") as handle:
-            handle.write(b"half a checkpoint")
-        raise OSError("disk full")
-
-    import bench.environment
-    monkeypatch.setattr(bench.environment.torch, "save", broken_save)
-    method = fresh()
-    with pytest.raises(OSError, match="disk full"):
-        train(method, dataset, tmp_path, CONFIG, {}, CPU, progress=False)
+    fill_disk(capacity=10_000)   # the next checkpoint is much larger: its write fails midway
+    with pytest.raises(DiskFullError, match=r"no space left on device while writing .*latest\.pt \(.* free"):
+        train(fresh(), dataset, tmp_path, CONFIG, {}, CPU, progress=False)
     assert checkpoint_path(tmp_path).read_bytes() == good
     assert load_checkpoint(checkpoint_path(tmp_path))["step"] == 4
     assert [p.name for p in checkpoint_path(tmp_path).parent.iterdir()] == ["latest.pt"]

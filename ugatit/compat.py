@@ -25,6 +25,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from bench.files import load_torch_file
+from bench.train import describe_checkpoint
 from ugatit.networks import PRESETS, Discriminator, Generator
 
 NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
@@ -151,13 +153,23 @@ class OfficialModels(nn.Module):
         self.disLB = Discriminator(a.width, a.local_downsamplings, True, preset)
 
 
+def read_official(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The file's state dicts (read with weights_only=True); a clear ValueError when it is not an official checkpoint."""
+    checkpoint = load_torch_file(Path(path), "UGATIT-pytorch checkpoint")
+    if not is_official_checkpoint(checkpoint):
+        if isinstance(checkpoint, dict) and checkpoint.get("format", "").startswith("ugatit-bench-checkpoint"):
+            found = f"a checkpoint of this harness ({describe_checkpoint(checkpoint)}), not the official code's"
+        else:
+            found = f"keys {sorted(map(str, checkpoint))[:8]}" if isinstance(checkpoint, dict) else f"a {type(checkpoint).__name__}"
+        raise ValueError(f"{path}: not an official UGATIT-pytorch checkpoint (expected the keys {', '.join(NETWORK_NAMES)}; "
+                         f"found {found})")
+    return checkpoint
+
+
 def load_official(path: str | Path, image_size: int | None = None, device: str | torch.device = "cpu") -> OfficialModels:
     """Read an official UGATIT-pytorch checkpoint; the returned modules are in eval mode."""
     path = Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not is_official_checkpoint(checkpoint):
-        found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path}: not an official UGATIT-pytorch checkpoint (expected keys {', '.join(NETWORK_NAMES)}; found {found})")
+    checkpoint = read_official(path)
     architecture = infer_architecture(checkpoint, image_size)
     models = OfficialModels(architecture)
     for name, state in official_to_project_states(checkpoint).items():
@@ -172,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=None, help="image size of a light model (default 256)")
     args = parser.parse_args(argv)
     try:
-        checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        if not is_official_checkpoint(checkpoint):
-            raise ValueError(f"{args.checkpoint}: not an official UGATIT-pytorch checkpoint")
-        architecture = infer_architecture(checkpoint, args.image_size)
+        architecture = infer_architecture(read_official(Path(args.checkpoint)), args.image_size)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -340,12 +340,15 @@ class UGATITMethod(Method):
 
 def load_network_states(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     """The six networks' state dicts from a checkpoint of this harness or of the official PyTorch code."""
-    from bench.train import load_checkpoint
+    from bench.files import load_torch_file
+    from bench.train import describe_checkpoint, load_checkpoint
     from ugatit.compat import is_official_checkpoint, official_to_project_states
 
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = load_torch_file(Path(path), "U-GAT-IT checkpoint")
     if is_official_checkpoint(raw):
         return official_to_project_states(raw)
-    state = load_checkpoint(Path(path))["method_state"]
-    return {name: state[name] for name in NETWORK_NAMES}
+    checkpoint = load_checkpoint(Path(path))
+    if checkpoint["method"] != "ugatit":
+        raise ValueError(f"{path}: a checkpoint of {describe_checkpoint(checkpoint)}, not of U-GAT-IT (ugatit)")
+    return {name: checkpoint["method_state"][name] for name in NETWORK_NAMES}
 

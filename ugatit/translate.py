@@ -18,7 +18,8 @@ import torch
 from bench.config import ConfigError, TrainConfig, build
 from bench.data import DataError
 from bench.environment import resolve_device
-from bench.train import load_checkpoint
+from bench.files import load_torch_file
+from bench.train import describe_checkpoint, load_checkpoint
 from bench.translate import translate_images
 from ugatit.compat import is_official_checkpoint, load_official
 from ugatit.method import UGATITOptions
@@ -33,13 +34,13 @@ def load_generator(checkpoint: str | Path, direction: str, image_size: int | Non
     if direction not in ("a2b", "b2a"):
         raise ValueError(f"direction must be 'a2b' or 'b2a', got {direction!r}")
     name = "genA2B" if direction == "a2b" else "genB2A"
-    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    raw = load_torch_file(checkpoint, "checkpoint")
     if is_official_checkpoint(raw):
         models = load_official(checkpoint, image_size=image_size, device=device)
         return getattr(models, name), models.architecture.image_size
     state = load_checkpoint(checkpoint)
     if state.get("method") != "ugatit":
-        raise ValueError(f"{checkpoint}: a checkpoint of method {state.get('method')!r}, not ugatit")
+        raise ValueError(f"{checkpoint}: a checkpoint of {describe_checkpoint(state)}, not of U-GAT-IT (ugatit)")
     config = state["config"]
     options = build(UGATITOptions, config["options"], path=("options",))
     size = options.image_size or build(TrainConfig, config["train"], path=("train",)).image_size

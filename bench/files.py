@@ -1,0 +1,239 @@
+"""Files that survive crashes, full disks and hostile inputs: the bottom layer every part uses.
+
+- Atomic writes (`atomic_write_bytes`, `atomic_write_json`, `atomic_torch_save`): the data goes to a
+  temporary file in the same folder, is flushed to disk, and is renamed over the target, so a reader
+  sees the old file or the new one, never half of one. The temporary file is created with mode 0666
+  minus the umask, so the result has the permissions a plain `open(path, "w")` would give it.
+- A full disk is reported as `DiskFullError` naming the file and the free space, not as a library's
+  internal error; the previous version of the file is kept.
+- Temporary files and folders carry their owner's host and process id in their names
+  (`owned_temporary_name`), so a later start can remove the ones left by a killed process
+  (`remove_stale_temporaries`) without touching those of a process that is still working.
+- `load_torch_file` is the only way this project reads a file with torch: always
+  `weights_only=True`, so a crafted pickle cannot run code, with errors that name the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import warnings
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# <stem>.<pid>@<host>.<8 hex>[.tmp]: what owned_temporary_name makes and remove_stale_temporaries reads.
+_OWNED = re.compile(r"^(?P<stem>.*)\.(?P<pid>\d+)@(?P<host>[^/]+)\.(?P<token>[0-9a-f]{8})(?:\.tmp)?$")
+
+
+class DiskFullError(OSError):
+    """No space left on the device (or quota exceeded) while writing a file."""
+
+    def __init__(self, path: Path, detail: str = ""):
+        free = _free_bytes(Path(path).parent)
+        free_text = f"{free / 2**20:.1f} MiB free" if free is not None else "free space unknown"
+        super().__init__(errno.ENOSPC, f"no space left on device while writing {path} ({free_text} on its file system)"
+                         f"{'; ' + detail if detail else ''}. The previous version of the file, if any, is kept; "
+                         "free some space and run the same command again")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class UnreadableFileError(ValueError):
+    """A file handed to us is not what it claims to be, or would run code if unpickled."""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an exception (or one it was raised from) is a full disk or an exceeded quota."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+            return True
+        # torch's C++ writer reports a failed write as a RuntimeError, e.g. "[enforce fail at
+        # inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file write failed".
+        if isinstance(error, RuntimeError) and ("file write failed" in str(error) or "No space left" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Temporary names that say who owns them.
+
+
+def owned_temporary_name(stem: str, suffix: str = "") -> str:
+    """`<stem>.<pid>@<host>.<random>[suffix]`: unique per process, and tells a later process whose it is."""
+    return f"{stem}.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}{suffix}"
+
+
+def process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, stem_prefix: str = "") -> list[Path]:
+    """Remove the temporary files and folders in `folder` left by dead processes of this host.
+
+    Only names made by `owned_temporary_name` (whose stem starts with `stem_prefix`) are considered;
+    those of live processes, and of other hosts (on a shared file system), are left alone.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    host, removed = socket.gethostname(), []
+    for entry in folder.iterdir():
+        match = _OWNED.match(entry.name)
+        if not match or not match["stem"].startswith(stem_prefix) or match["host"] != host:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or process_is_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+        log.info("removed %s, left by process %d that no longer runs", entry, pid)
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes.
+
+
+def _open_temporary(path: Path) -> tuple[Path, BinaryIO]:
+    """A new temporary file beside `path`, mode 0666 minus the umask (as open() would give)."""
+    temporary = path.with_name(owned_temporary_name(f".{path.name}", ".tmp"))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    return temporary, os.fdopen(descriptor, "wb")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call `write(handle)` on a temporary file and rename it over `path` once it is complete on disk."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary, handle = _open_temporary(path)
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(path) from None
+        raise
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, Exception) and is_disk_full(error):
+            raise DiskFullError(path) from None
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_json(path: Path, value: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def atomic_torch_save(path: Path, value: Any) -> Path:
+    """torch.save through a file handle: streamed (no copy in memory), and the same bytes for the same
+    tensors whatever the file is called (torch names the archive's records after a path it is given)."""
+    import torch
+
+    return atomic_write(path, lambda handle: torch.save(value, handle))
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Move the complete folder `new` to `target`, replacing what is there; safe when two processes
+    finish the same folder at once (each move is a rename; the last complete one wins)."""
+    new, target = Path(new), Path(target)
+    for _ in range(10):
+        if target.exists():
+            retired = target.with_name(owned_temporary_name(f".{target.name}.old"))
+            try:
+                os.replace(target, retired)
+            except FileNotFoundError:      # another process moved it first
+                pass
+            else:
+                shutil.rmtree(retired, ignore_errors=True)
+        try:
+            os.replace(new, target)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):   # another process put its copy there first
+                raise
+    raise OSError(f"could not move {new} to {target}: another process keeps replacing it")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading.
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_torch_file(path: Path, what: str = "PyTorch file") -> Any:
+    """torch.load(path, weights_only=True) on the CPU; a clear UnreadableFileError for anything else.
+
+    `weights_only=True` unpickles tensors and plain Python data only: a file that would create any
+    other object (and so could run code) is refused before anything in it runs.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFileError(f"{path}: {what} not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"(?:Unsupported global|GLOBAL)[: ]+(?:GLOBAL )?([\w.]+)", str(error))
+        if found is None:
+            raise UnreadableFileError(f"{path}: not a readable {what} (not a file torch.save wrote, or damaged)") from None
+        raise UnreadableFileError(
+            f"{path}: refused: it holds Python objects other than tensors and plain data (it asks for "
+            f"{found.group(1)}). Such a file can run code when it is unpickled, so it was read with "
+            f"torch.load(weights_only=True) and nothing in it was run. A {what} is a plain state dict saved with "
+            "torch.save; re-save it as one (e.g. torch.save(model.state_dict(), path)) where you trust it"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UnreadableFileError(f"{path}: not a readable {what} ({type(error).__name__}: {first_line[:200]})") from None
