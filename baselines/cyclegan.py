@@ -1,7 +1,7 @@
 """CycleGAN (Zhu, Park, Isola and Efros, ICCV 2017), reimplemented on this harness.
 
 Written from the facts about the authors' PyTorch code (junyanz/pytorch-CycleGAN-and-pix2pix, BSD) in
-../shared/notes/baselines.md, A.1; no code of theirs is used.
+docs/baselines.md; no code of theirs is used.
 
 Code (vs. paper, vs. reference code):
     gen_a2b   G: X -> Y        netG_A
@@ -152,6 +152,7 @@ class CycleGANMethod(Method):
     """CycleGAN; see the module docstring."""
 
     Options = CycleGANOptions
+    reference_schedule = "linear_decay"      # constant for half the iterations, then linear to 0
 
     @classmethod
     def check_settings(cls, options: CycleGANOptions, train: TrainConfig) -> list[str]:
@@ -193,7 +194,7 @@ class CycleGANMethod(Method):
         self.base_lr = train.lr if train.lr is not None else options.lr
         self.g_optim = adam(self.g_parameters, lr=self.base_lr)   # no weight decay (reference)
         self.d_optim = adam(self.d_parameters, lr=self.base_lr)
-        self.schedule = resolve_schedule(train, "linear_decay")
+        self.schedule = resolve_schedule(train, self.reference_schedule)
         self.pool_a, self.pool_b = ImagePool(options.pool_size), ImagePool(options.pool_size)
 
     def set_step(self, step: int) -> None:

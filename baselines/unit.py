@@ -1,7 +1,7 @@
 """UNIT (Liu, Breuel and Kautz, NIPS 2017), reimplemented on this harness.
 
 Written from the facts about the authors' code (mingyuliutw/UNIT, master branch, CC BY-NC-SA) in
-../shared/notes/baselines.md, A.2; no code of theirs is used.
+docs/baselines.md; no code of theirs is used.
 
 Code (vs. paper, vs. reference code):
     encoder_a, decoder_a   E_1, G_1 (domain A)     gen_a.enc, gen_a.dec
@@ -158,6 +158,7 @@ class UNITMethod(Method):
     """UNIT; see the module docstring."""
 
     Options = UNITOptions
+    reference_schedule = "step"              # x0.5 every 100,000 iterations
 
     @classmethod
     def check_settings(cls, options: UNITOptions, train: TrainConfig) -> list[str]:
@@ -204,7 +205,7 @@ class UNITMethod(Method):
         self.base_lr = train.lr if train.lr is not None else options.lr
         self.g_optim = adam(self.g_parameters, lr=self.base_lr, weight_decay=options.weight_decay)
         self.d_optim = adam(self.d_parameters, lr=self.base_lr, weight_decay=options.weight_decay)
-        self.schedule = resolve_schedule(train, "step")
+        self.schedule = resolve_schedule(train, self.reference_schedule)
 
     def set_step(self, step: int) -> None:
         o = self.options

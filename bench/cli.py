@@ -16,7 +16,7 @@ from bench.files import DiskFullError, UnreadableFileError
 from bench.train import CheckpointError
 from eval.inception import WeightsError
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only the runs whose variant, method, dataset, task or folder matches (e.g. 'w/ LN', 'selfie*')")
     parser.add_argument("--eval-only", action="store_true", help="train nothing: translate and score existing checkpoints")
     parser.add_argument("--tables-only", action="store_true", help="only regenerate the tables and figures from the records")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="train a run again even when another output folder holds the same finished run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     downloads = parser.add_argument_group("datasets")
@@ -89,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT
 
         from bench.runner import format_plan, format_reports, plan_experiment, run_plan, write_results
+        from eval.tables import summary
 
         experiment = load_experiment(args.experiment, args.overrides)
-        plan = plan_experiment(experiment, args.only, tuple(args.overrides))
+        plan = plan_experiment(experiment, args.only, tuple(args.overrides), reuse=not args.no_reuse)
         if not plan.selected and plan.trainings:
             print(f"error: --only {args.only!r} matches no run of {args.experiment}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -100,11 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT if plan.data_problems else EXIT_OK
         if args.tables_only:
             write_results(plan, progress=not args.no_progress)
+            print(summary(plan.results_dir, experiment.tables))
             return EXIT_OK
         print(format_plan(plan), flush=True)
         reports = run_plan(plan, progress=not args.no_progress, eval_only=args.eval_only)
         print(format_reports(reports, plan))
+        print(summary(plan.results_dir, experiment.tables))
         return EXIT_OK if all(r.status == "done" for r in reports) else EXIT_RUN_FAILED
     except (ConfigError, DataError, DownloadError, WeightsError, CheckpointError, UnreadableFileError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work is kept (each run at its last checkpoint, every "
+              "train.checkpoint_every iterations); run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

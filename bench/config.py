@@ -80,16 +80,26 @@ class DatasetSpec:
             raise FieldError("name", f"{self.name!r} is not a plain folder name (letters, digits, _ . -)")
 
 
+# What a method entry's `train:` may change for that method alone (the image size and the seeds are
+# the experiment's, so that its tables compare like with like).
+METHOD_TRAIN_KEYS = ("iterations", "batch_size", "lr", "schedule", "decay_start")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     name: str                                       # a registered method (bench.methods.registered_methods())
     label: str | None = None                        # row name in tables, e.g. "U-GAT-IT w/ IN"; default: the method's own
     options: Any = None                             # mapping validated into the method's options dataclass
+    train: Any = None                               # this method's own iterations, batch_size, lr, schedule, decay_start
+
+    def train_config(self, experiment_train: "TrainConfig") -> "TrainConfig":
+        """The experiment's training settings with this method's own `train:` keys applied."""
+        return self.train if self.train is not None else experiment_train
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str | None = None                         # datasets folder; None: ${UGATIT_BENCH_DATA} or ./data
+    root: str | None = _operational(None)           # datasets folder; None: ${UGATIT_BENCH_DATA} or ./data
     load_size: int | None = None                    # train-time resize before the random crop; None: image_size * 286/256 (paper)
     flip: bool = True                               # random horizontal flip, p = 0.5 (paper, Appendix B.2)
     on_bad_image: Literal["fail", "skip"] = "fail"  # a corrupt or non-image file: stop with its path, or skip it and count
@@ -168,12 +178,12 @@ class ExternalResult:
 
 @dataclass(frozen=True)
 class Experiment:
-    name: str                                       # names the results folder: results/<name>/
+    name: str = field(metadata={"identity": False})  # names the results folder: results/<name>/
     datasets: tuple[DatasetSpec, ...]               # what to train and evaluate on
     methods: tuple[MethodSpec, ...]                 # which methods (and variants) to train
-    description: str = ""
-    output_dir: str = "runs"                        # run folders go to <output_dir>/<dataset>/<variant>-s<seed>-<hash>/
-    results_dir: str = "results"                    # tables go to <results_dir>/<name>/
+    description: str = _operational("")
+    output_dir: str = _operational("runs")          # run folders go to <output_dir>/<dataset>/<method...>-s<seed>-<hash>/
+    results_dir: str = _operational("results")      # tables go to <results_dir>/<name>/
     tables: tuple[Literal["table1", "table3"], ...] = ()  # which of the paper's tables to emit
     external: tuple[ExternalResult, ...] = ()       # translations made elsewhere, scored and tabled with the runs
     data: DataConfig = DataConfig()
@@ -471,10 +481,11 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
         raw_options = spec.options if spec.options is not None else {}
         if not isinstance(raw_options, dict):
             raise ConfigError(f"{where}: {format_key_path(path + ('options',))}: expected a mapping of option names to values")
+        method_train = _method_train(spec.train, experiment.train, origins, path + ("train",))
         if method_registry.is_registered(spec.name):
             method_class = method_registry.method_class(spec.name)
             options = build(method_class.Options, raw_options, origins, path + ("options",))
-            problems = method_class.check_settings(options, experiment.train)
+            problems = method_class.check_settings(options, method_train or experiment.train)
             if problems:
                 raise ConfigError(
                     f"{where}: {format_key_path(path)} ({spec.name}): " + "; ".join(problems)
@@ -490,8 +501,22 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
                 "give each variant its own label"
             )
         labels[label] = index
-        resolved.append(dataclasses.replace(spec, label=label, options=options))
+        resolved.append(dataclasses.replace(spec, label=label, options=options, train=method_train))
     return dataclasses.replace(experiment, methods=tuple(resolved))
+
+
+def _method_train(overrides: Any, train: TrainConfig, origins: _Origins, path: KeyPath) -> TrainConfig | None:
+    """A method entry's `train:` applied to the experiment's train settings (None when it has none)."""
+    if overrides is None:
+        return None
+    if not isinstance(overrides, dict):
+        raise _fail(origins, path, f"expected a mapping of {', '.join(METHOD_TRAIN_KEYS)}; got {overrides!r}")
+    for key in overrides:
+        if key not in METHOD_TRAIN_KEYS:
+            raise ConfigError(_unknown_key_message(origins.source_of(path + (key,)), path, key, METHOD_TRAIN_KEYS))
+    merged = {f.name: to_plain(getattr(train, f.name)) for f in _yaml_fields(TrainConfig)}
+    merged.update(overrides)
+    return build(TrainConfig, merged, origins, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,6 +651,26 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
+
+
+def is_operational(key_path: str) -> bool:
+    """Whether a dotted key (as --set writes it) names an operational field: one that changes how a run
+    executes (logging, device, workers, cache), not what it computes or how it is scored."""
+    tp: Any = Experiment
+    field_found = None
+    for part in key_path.strip().split("."):
+        tp = _strip_optional(tp)
+        if dataclasses.is_dataclass(tp):
+            fields_by_name = {f.name: f for f in dataclasses.fields(tp)}
+            if part not in fields_by_name:
+                return False
+            field_found = fields_by_name[part]
+            tp = _hints(tp)[part]
+        elif _origin(tp) in (tuple, list) and part.isdigit():
+            tp, field_found = typing.get_args(tp)[0], None
+        else:
+            return False
+    return field_found is not None and not field_found.metadata.get("identity", True)
 
 
 def identity_fields(value: Any) -> Any:

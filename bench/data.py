@@ -47,7 +47,12 @@ class BadImageError(DataError):
             f"{path}: cannot be read as an image ({reason}). Remove or replace the file, "
             "or set data.on_bad_image: skip to leave such files out and count them."
         )
-        self.path = path
+        self.path, self.reason = path, reason
+
+    def for_flag(self, flag: str) -> str:
+        """The message for a command-line tool, whose setting is a flag rather than a YAML key."""
+        return (f"{self.path}: cannot be read as an image ({self.reason}). Remove or replace the file, or pass "
+                f"{flag} to leave such files out and count them.")
 
 
 def default_load_size(image_size: int) -> int:

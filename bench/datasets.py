@@ -3,7 +3,7 @@
 Every dataset uses the unpaired layout `<root>/<name>/{trainA,trainB,testA,testB}/`, with A the
 paper's source domain (selfie2anime: A = selfies). A dataset not in this catalogue can still be used:
 put it in that layout under the data root; its tasks are then named `<name>_a2b` and `<name>_b2a`.
-Facts from ../shared/notes/datasets.md and the paper's Appendix C.
+Facts in docs/datasets.md and the paper's Appendix C.
 """
 
 from __future__ import annotations

@@ -352,6 +352,7 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
         else:
             manual = f" {info.manual_download}" if info.manual_download else (
                 f" Download the archive by hand and run: python run_bench.py --download {info.name} --archive FILE")
+            _remove_if_empty(downloads)   # a partial download (.part) stays, to be resumed
             raise DownloadError(f"{info.name}: every source failed:\n  " + "\n  ".join(errors) + "\n" + manual)
 
     digest = chosen.sha256 or sha256_file(archive_path)  # fetch() has already verified a known checksum
@@ -388,9 +389,17 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
 
     if archive is None:
         archive_path.unlink(missing_ok=True)  # the dataset is installed; the archive is no longer needed
+        _remove_if_empty(downloads)
     report = InstallReport(info.name, target, counts, chosen.url, digest, swapped)
     _warn_about_counts(info, report, log)
     return report
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:   # absent, or holds something (a partial download to resume)
+        pass
 
 
 def _warn_about_counts(info: DatasetInfo, report: InstallReport, log: Callable[[str], None]) -> None:

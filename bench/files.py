@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -31,6 +32,7 @@ from typing import Any, BinaryIO, Callable
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+CACHE_ENV = "UGATIT_BENCH_CACHE"   # where features, stand-in weights and the run index are kept
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 # <stem>.<pid>@<host>.<8 hex>[.tmp]: what owned_temporary_name makes and remove_stale_temporaries reads.
 _OWNED = re.compile(r"^(?P<stem>.*)\.(?P<pid>\d+)@(?P<host>[^/]+)\.(?P<token>[0-9a-f]{8})(?:\.tmp)?$")
@@ -75,6 +77,11 @@ def is_disk_full(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def cache_root() -> Path:
+    """${UGATIT_BENCH_CACHE}, else ~/.cache/ugatit-bench."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ugatit-bench")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,6 +202,22 @@ def replace_directory(new: Path, target: Path) -> None:
     raise OSError(f"could not move {new} to {target}: another process keeps replacing it")
 
 
+@contextlib.contextmanager
+def waiting_lock(path: Path):
+    """Hold an exclusive lock on `path` (created if needed) for the block, waiting for another process
+    that holds it. The kernel drops a dead process's lock, so a crash never leaves it held."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading.
 
@@ -231,8 +254,8 @@ def load_torch_file(path: Path, what: str = "PyTorch file") -> Any:
         raise UnreadableFileError(
             f"{path}: refused: it holds Python objects other than tensors and plain data (it asks for "
             f"{found.group(1)}). Such a file can run code when it is unpickled, so it was read with "
-            f"torch.load(weights_only=True) and nothing in it was run. A {what} is a plain state dict saved with "
-            "torch.save; re-save it as one (e.g. torch.save(model.state_dict(), path)) where you trust it"
+            f"torch.load(weights_only=True) and nothing in it was run. Expected for a {what}: a plain state dict "
+            "saved with torch.save; re-save it as one (e.g. torch.save(model.state_dict(), path)) where you trust it"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]

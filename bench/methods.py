@@ -17,7 +17,9 @@ implements, and nothing more:
 
 Optional: `check_settings` (refuse settings the networks cannot take), `default_label`, `set_step`
 (learning-rate schedules), `extra_stats` (values logged beside the losses), `sample_sheet` (a
-picture of the model for fixed test images; the default shows input, translation, cycle),
+picture of the model for fixed test images; the default shows input, translation, cycle) with
+`sample_columns` (its column titles), `reference_schedule` (the schedule when the experiment leaves
+it to the method), `identity_options` (the options that define a run),
 `translate_with_attention` (translations and attention heatmaps, drawn beside the translations),
 and `reference_iterations` (the reference training length, used when train.iterations is null
 and by the tables), `deviations` and `tables` (for the tables' rows and footnotes).
@@ -62,6 +64,8 @@ class Method(abc.ABC):
     """One translation model: its networks, optimizers and training step. See the module docstring."""
 
     name: ClassVar[str] = ""                         # set by @register_method
+    reference_schedule: ClassVar[str] = "constant"  # learning-rate schedule when train.schedule is "method"
+    sample_columns: ClassVar[tuple[str, ...]] = ("input", "translation", "cycle")   # titles of sample_sheet's columns
 
     @dataclass(frozen=True)
     class Options:
@@ -87,6 +91,17 @@ class Method(abc.ABC):
         """The reference training length, given the training images per domain (None when unknown).
         Used when train.iterations is null, and by the tables to note shorter runs."""
         return None
+
+    @classmethod
+    def identity_options(cls, options: Any, train: TrainConfig) -> dict[str, Any]:
+        """The options as they enter a run's identity: what changes the computation, one spelling per
+        computation. The learning rate is left out (it enters resolved, as train.lr)."""
+        from bench.config import to_plain
+
+        plain = to_plain(options) if options is not None else {}
+        plain = dict(plain) if isinstance(plain, dict) else {}
+        plain.pop("lr", None)
+        return plain
 
     @classmethod
     def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
@@ -221,25 +236,29 @@ def build_method(spec: MethodSpec, train: TrainConfig, device: str | torch.devic
     return _construct(method_class(spec.name), spec.options, train, device, train_images)
 
 
-def resolve_iterations(cls: type[Method], options: Any, train: TrainConfig,
+def resolve_training(cls: type[Method], options: Any, train: TrainConfig,
                        train_images: tuple[int, int] | None) -> TrainConfig:
-    """`train` with its iterations set: the experiment's, or else the method's reference length."""
+    """`train` with what the experiment left to the method filled in: the iterations (the method's
+    reference length), the learning rate (the method's `options.lr`) and the schedule (the method's
+    reference schedule). Two spellings of one computation resolve to the same settings."""
     from bench.config import ConfigError
 
-    if train.iterations is not None:
-        return train
-    reference = cls.reference_iterations(options, train_images)
-    if reference is None:
-        raise ConfigError(f"method {cls.name!r} has no reference training length"
-                          f"{' without its dataset' if train_images is None else ''}; set train.iterations")
-    return dataclasses.replace(train, iterations=reference)
+    iterations = train.iterations
+    if iterations is None:
+        iterations = cls.reference_iterations(options, train_images)
+        if iterations is None:
+            raise ConfigError(f"method {cls.name!r} has no reference training length"
+                              f"{' without its dataset' if train_images is None else ''}; set train.iterations")
+    lr = train.lr if train.lr is not None else getattr(options, "lr", None)
+    schedule = cls.reference_schedule if train.schedule == "method" else train.schedule
+    return dataclasses.replace(train, iterations=iterations, lr=lr, schedule=schedule)
 
 
 def _construct(cls: type[Method], options: Any, train: TrainConfig, device: str | torch.device,
                train_images: tuple[int, int] | None = None) -> Method:
     from bench.config import ConfigError
 
-    train = resolve_iterations(cls, options, train, train_images)
+    train = resolve_training(cls, options, train, train_images)
     problems = cls.check_settings(options, train)
     if problems:
         raise ConfigError(f"method {cls.name!r}: " + "; ".join(problems))

@@ -35,6 +35,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import os
 import re
 import shlex
 import time
@@ -47,16 +48,16 @@ import torch
 from tabulate import tabulate
 
 from bench import methods as method_registry
-from bench.config import DatasetSpec, Experiment, ExternalResult, MethodSpec, identity_fields, to_plain
+from bench.config import (ConfigError, DatasetSpec, Experiment, ExternalResult, MethodSpec, TrainConfig, identity_fields,
+                          is_operational, to_plain)
 from bench.data import (DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, count_images,
                         default_load_size, list_images)
 from bench.datasets import CATALOGUE, PAPER_DATASETS, dataset_info, how_to_get, missing_splits
 from bench.environment import git_revision, package_versions, resolve_device
-from bench.files import DiskFullError, UnreadableFileError, atomic_write_json, is_disk_full
+from bench.files import DiskFullError, UnreadableFileError, atomic_write_json, cache_root, is_disk_full
 from bench.synthetic import SyntheticSpec, is_current, write_dataset
 from bench.train import CheckpointError, checkpoint_path, load_checkpoint, train
-from bench.translate import MANIFEST as TRANSLATION_MANIFEST, completeness_problem, read_manifest, translate_images
-from bench.visual import overlay
+from bench.translate import MANIFEST as TRANSLATION_MANIFEST, completeness_problem, read_manifest, translate_with_method
 
 log = logging.getLogger("bench")
 
@@ -74,6 +75,8 @@ class TrainingRun:
     run_id: str                    # hash of `identity`
     run_dir: Path
     identity: dict[str, Any]       # the settings that define what this run computes
+    train: TrainConfig | None = None   # the training settings, resolved (None while the dataset is missing)
+    reused_from_elsewhere: bool = False  # the run folder is a finished run of another output folder
 
     @property
     def variant(self) -> str:
@@ -103,24 +106,101 @@ class Plan:
 
     @property
     def results_dir(self) -> Path:
-        return Path(self.experiment.results_dir) / self.experiment.name
+        return Path(self.experiment.results_dir) / results_name(self.experiment.name, self.overrides)
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
 
 
-def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec, seed: int) -> dict[str, Any]:
-    train = identity_fields(experiment.train)
-    train.pop("seeds")
-    data = identity_fields(experiment.data)
-    data.pop("root")  # where the data lives does not change what is computed
-    return {"method": method.name, "options": to_plain(method.options), "dataset": dataset.name, "seed": seed,
-            "train": train, "data": data}
+def results_name(name: str, overrides: tuple[str, ...]) -> str:
+    """The experiment's results folder name: its name, plus the --set overrides that change what is
+    computed, so that a trial with overrides never replaces the tables of the experiment as written."""
+    changing = [o for o in overrides if not is_operational(o.split("=", 1)[0])]
+    if not changing:
+        return name
+    suffix = re.sub(r"[^A-Za-z0-9_.=-]+", "_", "+".join(changing))
+    if len(suffix) > 60:
+        suffix = suffix[:40] + "-" + hashlib.sha256(suffix.encode()).hexdigest()[:8]
+    return f"{name}+{suffix}"
+
+
+def planned_train_images(experiment: Experiment, dataset: DatasetSpec) -> tuple[int, int] | None:
+    """Training images per domain, by file name (None while the dataset is missing)."""
+    info = CATALOGUE.get(dataset.name)
+    if info is not None and info.synthetic:
+        spec = SyntheticSpec()
+        return spec.train_per_domain, spec.train_per_domain
+    counts = training_images(experiment.data.resolved_root() / dataset.name)
+    return counts if all(counts) else None
+
+
+def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec, seed: int,
+                 train: TrainConfig | None = None) -> dict[str, Any]:
+    """What a run computes, from resolved settings: two spellings of one computation (iterations null
+    or the method's reference length, lr in options or in train, a label) give one identity."""
+    method_class = method_registry.method_class(method.name)
+    train = train or method.train_config(experiment.train)
+    train_fields = identity_fields(train)
+    train_fields.pop("seeds")
+    if train_fields["schedule"] != "linear_decay":
+        train_fields.pop("decay_start")   # only the linear decay reads it
+    data = identity_fields(experiment.data)   # without data.root: where the data lives changes nothing
+    data["load_size"] = experiment.data.load_size or default_load_size(train.image_size)
+    return {"method": method.name, "options": method_class.identity_options(method.options, train),
+            "dataset": dataset.name, "seed": seed, "train": train_fields, "data": data}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_folder_name(method: MethodSpec, identity: dict[str, Any], seed: int, run_id: str) -> str:
+    """`<method>[-<options that differ from its defaults>]-s<seed>-<id>`: readable, and a function of the
+    identity alone (a label names the row in tables, not the computation)."""
+    method_class = method_registry.method_class(method.name)
+    defaults = method_class.identity_options(method_class.Options(), TrainConfig())
+    changed = [(key if value else f"no-{key}") if isinstance(value, bool) else f"{key}-{value}"
+               for key, value in identity["options"].items() if defaults.get(key) != value]
+    readable = slug("-".join([method.name, *changed]))[:60].rstrip("-")
+    return f"{readable}-s{seed}-{run_id}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Finished runs of other output folders: found through an index in the cache folder, so that the same
+# computation is never trained twice on one machine (`--no-reuse` to train it again anyway).
+
+RUN_INDEX_ENV = "UGATIT_BENCH_RUN_INDEX"   # where the index is, if not runs-index.json in the cache folder
+
+
+def run_index_path() -> Path:
+    return Path(os.environ.get(RUN_INDEX_ENV) or cache_root() / "runs-index.json")
+
+
+def _read_index() -> dict[str, list[str]]:
+    index = _read_json(run_index_path())
+    return index if isinstance(index, dict) else {}
+
+
+def record_finished_run(training: TrainingRun) -> None:
+    index = _read_index()
+    paths = [p for p in index.get(training.run_id, []) if Path(p).is_dir()]
+    here = str(training.run_dir.resolve())
+    if here not in paths:
+        index[training.run_id] = paths + [here]
+        try:
+            atomic_write_json(run_index_path(), index)
+        except OSError as error:   # the index only saves work; never fail a run for it
+            log.warning("could not update the run index %s: %s", run_index_path(), error)
+
+
+def finished_run_elsewhere(run_id: str, identity: dict[str, Any]) -> Path | None:
+    for path in _read_index().get(run_id, []):
+        folder = Path(path)
+        config = _read_json(folder / "config.json") or {}
+        if (folder / TRAINED_MARKER).is_file() and config.get("identity") == identity:
+            return folder
+    return None
 
 
 def matches(pattern: str, training: TrainingRun) -> bool:
@@ -133,20 +213,31 @@ def matches(pattern: str, training: TrainingRun) -> bool:
     return any(fnmatch.fnmatchcase(field.lower(), pattern) for field in fields)
 
 
-def plan_experiment(experiment: Experiment, only: str | None = None, overrides: tuple[str, ...] = ()) -> Plan:
+def plan_experiment(experiment: Experiment, only: str | None = None, overrides: tuple[str, ...] = (),
+                    reuse: bool = True) -> Plan:
+    """Every run of the experiment, its folder and identity. With `reuse`, a run that another output
+    folder on this machine has finished training is planned in that folder instead of trained again."""
     trainings, evaluations, missing = [], [], []
     output_dir = Path(experiment.output_dir)
     for method in experiment.methods:
         if not method_registry.is_registered(method.name):
             missing.append(method)
             continue
+        method_class = method_registry.method_class(method.name)
         for dataset in experiment.datasets:
             info = dataset_info(dataset.name)
+            try:
+                train = method_registry.resolve_training(method_class, method.options, method.train_config(experiment.train),
+                                                           planned_train_images(experiment, dataset))
+            except ConfigError:   # the reference length depends on the dataset, which is missing
+                train = None
             for seed in experiment.train.seeds:
-                identity = run_identity(experiment, method, dataset, seed)
+                identity = run_identity(experiment, method, dataset, seed, train)
                 run_id = identity_hash(identity)
-                run_dir = output_dir / dataset.name / f"{slug(method.label or method.name)}-s{seed}-{run_id}"
-                training = TrainingRun(method, dataset, seed, run_id, run_dir, identity)
+                run_dir = output_dir / dataset.name / run_folder_name(method, identity, seed, run_id)
+                elsewhere = finished_run_elsewhere(run_id, identity) if reuse and not run_dir.exists() else None
+                training = TrainingRun(method, dataset, seed, run_id, elsewhere or run_dir, identity, train,
+                                       reused_from_elsewhere=elsewhere is not None)
                 trainings.append(training)
                 for direction in dataset.directions:
                     evaluations.append(Evaluation(training, direction, info.task_name(direction)))
@@ -177,7 +268,8 @@ def format_plan(plan: Plan) -> str:
     selected = set(plan.selected)
     rows = [
         [index, e.training.variant, e.training.method.name, e.training.dataset.name, e.task, e.training.seed,
-         str(e.training.run_dir)]
+         f"{e.training.train.iterations:,}" if e.training.train else "(dataset missing)",
+         str(e.training.run_dir) + (" (finished elsewhere: reused)" if e.training.reused_from_elsewhere else "")]
         for index, e in enumerate((e for e in plan.evaluations if e.training.run_id in selected), start=1)
     ]
     n_selected = sum(1 for t in plan.trainings if t.run_id in selected)
@@ -186,7 +278,7 @@ def format_plan(plan: Plan) -> str:
         f"Experiment {experiment.name} ({experiment.source}): {n_selected} training run(s), {len(rows)} evaluation(s)"
         + (f" selected of {len(plan.trainings)}" if n_selected != len(plan.trainings) else "")
         + f"; {iterations} iterations at {experiment.train.image_size} px, batch {experiment.train.batch_size}",
-        tabulate(rows, headers=["#", "variant", "method", "dataset", "task", "seed", "run folder"]),
+        tabulate(rows, headers=["#", "variant", "method", "dataset", "task", "seed", "iterations", "run folder"]),
     ]
     for item in experiment.external:
         lines.append(f"External: {item.label} on {dataset_info(item.dataset).task_name(item.direction)} from {item.folder}")
@@ -319,14 +411,14 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
     atomic_write_json(run_dir / "config.json", {
         "run_id": training.run_id, "identity": training.identity, "variant": training.variant,
         "experiment": {"name": experiment.name, "source": experiment.source},
-        "resolved": {"method": to_plain(training.method), "train": to_plain(experiment.train),
+        "resolved": {"method": to_plain(training.method), "train": to_plain(training.train),
                      "data": to_plain(experiment.data), "dataset": to_plain(training.dataset)},
         "git": git_revision(), "versions": package_versions(), "device": str(device),
     })
     dataset_dir = prepare_dataset(training.dataset, experiment.data.resolved_root())
-    method_class = method_registry.method_class(training.method.name)
-    train_config = method_registry.resolve_iterations(method_class, training.method.options, experiment.train,
-                                                      training_images(dataset_dir))
+    train_config = training.train
+    if train_config is None:
+        raise DataError(f"{dataset_dir}: the dataset was missing when the experiment was planned; run it again")
     image_size, total = train_config.image_size, train_config.iterations
 
     # Train, unless finished (or --eval-only, which scores whatever checkpoint there is).
@@ -352,6 +444,7 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
             steps = outcome.steps_total
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": steps, "resumed_from": outcome.resumed_from,
                                                          "seconds": outcome.seconds})
+            record_finished_run(training)
             work.append(f"train {outcome.resumed_from or 0}->{steps}")
 
     # Translate and score each direction.
@@ -370,8 +463,9 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
                 log.info("translating %s again: %s", output, problem)
             if method is None:
                 method, _ = _method_from_checkpoint(training, train_config, device)
-            _translate(method, direction, dataset_dir / source_split, output, image_size, device,
-                       experiment.data.on_bad_image, steps, progress)
+            translate_with_method(method, direction, dataset_dir / source_split, output, image_size, device,
+                                  on_bad_image=experiment.data.on_bad_image, progress=progress,
+                                  extra_manifest={"direction": direction, "step": steps})
             work.append(f"translate {direction}")
         entry = directions.get(direction, {})
         scores = entry.get("scores", {})
@@ -394,21 +488,6 @@ def _method_from_checkpoint(training: TrainingRun, train_config, device: torch.d
     method = method_registry.build_method(training.method, train_config, device)
     method.load_state_dict(checkpoint["method_state"])
     return method, int(checkpoint["step"])
-
-
-def _translate(method, direction: str, input_dir: Path, output: Path, image_size: int, device: torch.device,
-               on_bad_image: str, steps: int, progress: bool) -> None:
-    with_attention = getattr(method, "translate_with_attention", None)
-
-    def run(images: torch.Tensor):
-        if with_attention is None:
-            return method.translate(images, direction)
-        translations, heatmap = with_attention(images, direction)
-        return translations, overlay(images, heatmap)
-
-    translate_images(run, input_dir, output, image_size, device, on_bad_image=on_bad_image, progress=progress,
-                     companion_dir_name="attention" if with_attention is not None else None,
-                     extra_manifest={"direction": direction, "step": steps})
 
 
 def _failure_text(error: Exception) -> str:
@@ -482,10 +561,19 @@ def score_external(plan: Plan, scoring: Scoring) -> list[tuple[ExternalResult, d
     return scored
 
 
-def _common_notes(experiment: Experiment, dataset: str, score: dict[str, Any]) -> list[str]:
+def _common_notes(experiment: Experiment, dataset: str, direction: str, score: dict[str, Any]) -> list[str]:
     notes = []
+    info = CATALOGUE.get(dataset)
+    if info is not None and info.test_counts is not None:
+        source, target = info.test_counts if direction == "a2b" else info.test_counts[::-1]
+        found = (score["counts"]["fake"], score["counts"]["real"])
+        if found != (source, target):
+            notes.append(f"{info.task_name(direction)}: {found[0]} source and {found[1]} target test images here, "
+                         f"{source} and {target} in the paper; KID depends on the number of images: not comparable")
     if not score["weights"]["official"]:
-        notes.append(f"KID from non-official Inception weights (sha256 {score['weights']['sha256'][:12]}...): "
+        sha = score["weights"]["sha256"]
+        kind = "a random stand-in Inception" if sha.startswith("random-") else "non-official Inception weights"
+        notes.append(f"KID from {kind} ({sha[:19] if sha.startswith('random-') else 'sha256 ' + sha[:12]}...): "
                      "not comparable with the paper")
     if dataset not in PAPER_DATASETS:
         notes.append("synthetic data (bench/synthetic.py), not a dataset of the paper" if CATALOGUE.get(dataset) and
@@ -517,7 +605,7 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
         if not record:
             continue
         method_class = method_registry.method_class(training.method.name)
-        run_notes = list(method_class.deviations(training.method.options, experiment.train))
+        run_notes = list(method_class.deviations(training.method.options, training.method.train_config(experiment.train)))
         reference = method_class.reference_iterations(
             training.method.options, training_images(experiment.data.resolved_root() / training.dataset.name))
         if reference and record["steps"] < reference:
@@ -531,12 +619,12 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
             rows.append(score_row(training.variant, training.method.name, training.dataset.name, entry["task"], direction,
                                   training.seed, score, record["steps"], experiment.train.image_size,
                                   method_class.tables(training.method.options),
-                                  run_notes + _common_notes(experiment, training.dataset.name, score)))
+                                  run_notes + _common_notes(experiment, training.dataset.name, direction, score)))
     for item, score in external:
         notes = [f"{item.label}: translations made outside this harness" + (f" ({item.note})" if item.note else "")]
         rows.append(score_row(item.label, "external", item.dataset, dataset_info(item.dataset).task_name(item.direction),
                               item.direction, None, score, None, PAPER_IMAGE_SIZE, ("table3",),
-                              notes + _common_notes(experiment, item.dataset, score)))
+                              notes + _common_notes(experiment, item.dataset, item.direction, score)))
     return rows
 
 
@@ -563,16 +651,20 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     table_rows = [dict(row, table=table) for row in rows for table in row["tables"]]
     written = write_tables(table_rows, experiment.tables, plan.results_dir, experiment.name, task_groups, models,
                            regenerate_command(plan))
-    written += write_figures(plan, external)
+    written += write_figures(plan, external, rows)
     for path in written:
         print(f"wrote {path}")
     return written
 
 
-def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]]) -> list[Path]:
+def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]],
+                  rows: list[dict[str, Any]] = ()) -> list[Path]:
     from eval.figures import comparison_sheet, training_curves
 
     experiment = plan.experiment
+    first_seed = experiment.train.seeds[0]
+    kid_text = {(row["model"], row["task"]): f"KID {row['kid']:.2f}" + (f" ± {row['std']:.2f}" if row["std"] == row["std"] else "")
+                for row in rows if row["seed"] in (None, first_seed)}
     figures_dir = plan.results_dir / "figures"
     written = []
     for training in plan.trainings:
@@ -580,7 +672,6 @@ def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any
         path = training_curves(training.run_dir / "stats.jsonl", figures_dir / "curves" / f"{training.dataset.name}-{slug(training.variant)}-s{training.seed}.png", title)
         if path is not None:
             written.append(path)
-    first_seed = experiment.train.seeds[0]
     for dataset in experiment.datasets:
         info = dataset_info(dataset.name)
         dataset_dir = experiment.data.resolved_root() / dataset.name
@@ -596,8 +687,9 @@ def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any
                     attention = folder / "attention"
             columns += [(item.label, Path(item.folder)) for item, _ in external if item.dataset == dataset.name and item.direction == direction]
             if columns and (dataset_dir / _splits(direction)[0]).is_dir():
+                scores = {name: kid_text[(name, task)] for name, _ in columns if (name, task) in kid_text}
                 written.append(comparison_sheet(task, dataset_dir / _splits(direction)[0], columns,
-                                                figures_dir / f"compare_{task}.png", attention))
+                                                figures_dir / f"compare_{task}.png", attention, scores=scores))
     return written
 
 

@@ -79,7 +79,7 @@ class DummyColourMethod(Method):
         self.shift = torch.zeros(2, 3, device=self.device, requires_grad=True)
         self.base_lr = train.lr if train.lr is not None else options.lr
         self.optimizer = torch.optim.Adam([self.scale, self.shift], lr=self.base_lr)
-        self.schedule = resolve_schedule(train, "constant")
+        self.schedule = resolve_schedule(train, self.reference_schedule)
 
     def set_step(self, step: int) -> None:
         factor = lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)

@@ -40,6 +40,7 @@ from bench.environment import package_versions
 from bench.files import (DiskFullError, atomic_torch_save, atomic_write_bytes, is_disk_full, load_torch_file,
                          remove_stale_temporaries)
 from bench.methods import Method
+from bench.visual import titled_sheet
 
 CHECKPOINT_FORMAT = "ugatit-bench-checkpoint/1"
 
@@ -163,11 +164,13 @@ def _as_floats(losses: dict[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in losses.items()}
 
 
-def save_sample_sheet(sheet: torch.Tensor, path: Path) -> None:
-    """A 3 x H x W image in [0, 1] -> PNG, written atomically."""
+def save_sample_sheet(sheet: torch.Tensor, path: Path, columns: tuple[str, ...] = ()) -> None:
+    """A 3 x H x W image in [0, 1] (a make_grid of len(columns) tiles a row) -> PNG, written atomically,
+    enlarged and with the column titles above it when `columns` are given."""
     array = (sheet.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    image = titled_sheet(np.ascontiguousarray(array), list(columns)) if columns else Image.fromarray(np.ascontiguousarray(array))
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -238,7 +241,7 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
                 last_log_time, last_log_step = now, step
             if is_sample_step:
                 sheet = method.sample_sheet(sample_images[0].to(device), sample_images[1].to(device))
-                save_sample_sheet(sheet, run_dir / "samples" / f"step_{step:07d}.png")
+                save_sample_sheet(sheet, run_dir / "samples" / f"step_{step:07d}.png", method.sample_columns)
             if is_checkpoint_step:
                 save_checkpoint(checkpoint_path(run_dir), method, step, run_config)
     bar.close()

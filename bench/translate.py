@@ -1,8 +1,13 @@
 """Translate a folder of test images with any method: one PNG per input, same file stem.
 
+    python -m bench.translate CHECKPOINT INPUT_DIR OUTPUT_DIR --direction a2b [--no-attention]
+
+takes a checkpoint of any method trained by this harness (the method and its options are read from
+the checkpoint) or an official UGATIT-pytorch checkpoint.
+
 Every method's outputs are saved with the same convention, clamp((x + 1) / 2, 0, 1) rounded to
 8 bits, and no per-image min-max stretch (UNIT's test script stretches each output, which changes
-KID; see ../shared/notes/baselines.md). PNG is lossless, so scores never depend on JPEG quality.
+KID; see docs/baselines.md). PNG is lossless, so scores never depend on JPEG quality.
 The output folder is written under a temporary name of its own process and renamed when complete,
 so a folder with the final name always holds every translation, and two processes translating into
 the same folder do not disturb each other (the last complete folder wins). The manifest lists the
@@ -130,3 +135,95 @@ def completeness_problem(output_dir: Path, input_dir: Path) -> str | None:
 def _listed(folder: Path) -> list[Path]:
     folder = Path(folder)
     return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS] if folder.is_dir() else []
+
+
+def translate_with_method(method, direction: str, input_dir: Path, output_dir: Path, image_size: int,
+                          device: torch.device, on_bad_image: str = "fail", progress: bool = True,
+                          extra_manifest: dict | None = None, attention: bool = True, batch_size: int = 8) -> Path:
+    """`translate_images` with a Method; a method that shows attention (U-GAT-IT) also gets its heatmaps
+    drawn over each input in output_dir/attention/."""
+    from bench.visual import overlay
+
+    with_attention = getattr(method, "translate_with_attention", None) if attention else None
+
+    def run(images: torch.Tensor):
+        if with_attention is None:
+            return method.translate(images, direction)
+        translations, heatmap = with_attention(images, direction)
+        return translations, overlay(images, heatmap)
+
+    return translate_images(run, input_dir, output_dir, image_size, device, batch_size=batch_size,
+                            on_bad_image=on_bad_image, progress=progress,
+                            companion_dir_name="attention" if with_attention is not None else None,
+                            extra_manifest=extra_manifest)
+
+
+def method_from_checkpoint(path: Path, device: torch.device):
+    """(the Method a harness checkpoint holds, built from the options it records, its image size, its step)."""
+    from bench.config import TrainConfig, build
+    from bench.methods import method_class, _construct
+    from bench.train import load_checkpoint
+
+    checkpoint = load_checkpoint(Path(path))
+    identity = checkpoint.get("config") or {}
+    cls = method_class(checkpoint["method"])
+    options = build(cls.Options, identity.get("options") or {}, path=("options",))
+    train = build(TrainConfig, identity.get("train") or {}, path=("train",))
+    method = _construct(cls, options, train, device)
+    method.load_state_dict(checkpoint["method_state"])
+    return method, train.image_size, int(checkpoint["step"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from bench.config import ConfigError
+    from bench.data import BadImageError, DataError
+    from bench.environment import resolve_device
+    from bench.files import DiskFullError, load_torch_file
+
+    parser = argparse.ArgumentParser(prog="python -m bench.translate",
+                                     description="Translate a folder of images with any checkpoint of this harness "
+                                                 "(or an official UGATIT-pytorch checkpoint).")
+    parser.add_argument("checkpoint", help="checkpoints/latest.pt of a run, or an official *_params_*.pt file")
+    parser.add_argument("input_dir")
+    parser.add_argument("output_dir")
+    parser.add_argument("--direction", choices=["a2b", "b2a"], default="a2b")
+    parser.add_argument("--no-attention", action="store_true", help="do not draw U-GAT-IT's attention heatmaps")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--skip-bad-images", action="store_true", help="leave out unreadable files instead of stopping")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        from ugatit.compat import is_official_checkpoint
+        if is_official_checkpoint(load_torch_file(Path(args.checkpoint), "checkpoint")):
+            from ugatit.translate import translate_folder
+            output = translate_folder(args.checkpoint, args.input_dir, args.output_dir, args.direction,
+                                      heatmaps=not args.no_attention, batch_size=args.batch_size, device=args.device,
+                                      on_bad_image="skip" if args.skip_bad_images else "fail", progress=not args.no_progress)
+        else:
+            method, image_size, step = method_from_checkpoint(Path(args.checkpoint), device)
+            output = translate_with_method(method, args.direction, Path(args.input_dir), Path(args.output_dir), image_size,
+                                           device, on_bad_image="skip" if args.skip_bad_images else "fail",
+                                           progress=not args.no_progress, attention=not args.no_attention,
+                                           batch_size=args.batch_size,
+                                           extra_manifest={"checkpoint": str(args.checkpoint), "method": method.name,
+                                                           "direction": args.direction, "step": step})
+    except BadImageError as error:
+        print(f"error: {error.for_flag('--skip-bad-images')}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, RuntimeError, ConfigError, DataError, DiskFullError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written to the output folder", file=sys.stderr)
+        return 130
+    print(f"translations written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

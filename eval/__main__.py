@@ -7,12 +7,13 @@ a JSON record (protocol, counts, Inception weights' sha256, versions). See eval/
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from bench.data import DataError
-from bench.files import DiskFullError, atomic_write_json
-from eval.inception import CACHE_ENV, WeightsError
+from bench.data import BadImageError, DataError
+from bench.files import CACHE_ENV, DiskFullError, atomic_write_json
+from eval.inception import WeightsError
 from eval.kid import KIDError
 from eval.score import PROTOCOLS, Scorer, ScoreSettings, format_score
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="paper: TF-GAN blocks of 10 (default); subsets: torch-fidelity's; mean: average vs target and source")
     score.add_argument("--weights", help="Inception weights file, or 'random' for a random stand-in (not comparable); "
                                          "default: $UGATIT_BENCH_INCEPTION, else torch-fidelity's download")
-    score.add_argument("--json", help="where to write the record (default: <fake>-<metric>.json beside the fake folder)")
+    score.add_argument("--json", help="where to write the record (default: score-<fake folder>-<metric>.json in the "
+                                      "current folder; never inside a dataset unless given here)")
     score.add_argument("--no-fid", action="store_true", help="skip FID")
     score.add_argument("--cache-dir", help=f"feature cache folder (default: ${CACHE_ENV} or ~/.cache/ugatit-bench)")
     score.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
@@ -44,20 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_record_path(fake: Path, metric: str) -> Path:
+    """score-<parent>-<fake>-<metric>.json in the current folder: a record never lands inside a dataset
+    or an output folder unless --json puts it there."""
+    fake = Path(fake).resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{fake.parent.name}-{fake.name}")
+    return Path.cwd() / f"score-{name}-{metric}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = ScoreSettings(args.protocol, args.max_block_size, args.subsets, args.subset_size, args.seed,
                                  with_fid=not args.no_fid)
         scorer = Scorer(args.weights, args.device, None if args.no_cache else (args.cache_dir or "default"),
-                        args.batch_size, "skip" if args.skip_bad_images else "fail", progress=not args.no_progress)
+                        args.batch_size, "skip" if args.skip_bad_images else "fail", progress=not args.no_progress,
+                        weights_setting="--weights")
         record = scorer.score(args.real, args.fake, args.source, settings)
-        fake = Path(args.fake)
-        output = Path(args.json) if args.json else fake.parent / f"{fake.name}-{record['metric']}.json"
+        output = Path(args.json) if args.json else default_record_path(Path(args.fake), record["metric"])
         atomic_write_json(output, record)
+    except BadImageError as error:
+        print(f"error: {error.for_flag('--skip-bad-images')}", file=sys.stderr)
+        return 2
     except (DataError, KIDError, WeightsError, ValueError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: no record was written; features already extracted are cached", file=sys.stderr)
+        return 130
     print(format_score(record))
     print(f"record: {output}")
     return 0

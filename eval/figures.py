@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -32,12 +33,23 @@ def _save(figure, path: Path) -> Path:
     return Path(path)
 
 
+def _title(name: str, width: int = 16) -> str:
+    return "\n".join(textwrap.wrap(name, width, break_long_words=True)) or name
+
+
 def comparison_sheet(task: str, source_dir: Path, columns: list[tuple[str, Path]], out_path: Path,
-                     attention_dir: Path | None = None, rows: int = 5, image_size: int = 128) -> Path:
-    """`columns` is a list of (model name, folder of its translations of `source_dir`)."""
+                     attention_dir: Path | None = None, rows: int = 5, image_size: int = 128,
+                     scores: dict[str, str] | None = None) -> Path:
+    """`columns` is a list of (model name, folder of its translations of `source_dir`); `scores` maps a
+    model name to the text shown under its title (its KID)."""
     sources = list_images(source_dir)[:rows]
+    scores = scores or {}
     headers = ["source"] + (["U-GAT-IT attention"] if attention_dir is not None else []) + [name for name, _ in columns]
-    figure, axes = plt.subplots(len(sources), len(headers), figsize=(1.6 * len(headers), 1.6 * len(sources)), squeeze=False)
+    titles = [_title(name) + (f"\n{scores[name]}" if name in scores else "") for name in headers]
+    title_lines = max(title.count("\n") + 1 for title in titles)
+    figure, axes = plt.subplots(len(sources), len(headers), squeeze=False,
+                                figsize=(1.9 * len(headers), 1.75 * len(sources) + 0.16 * title_lines),
+                                gridspec_kw={"wspace": 0.08, "hspace": 0.08})
     for row, source in enumerate(sources):
         tiles = [load_rgb(source)]
         if attention_dir is not None:
@@ -49,8 +61,8 @@ def comparison_sheet(task: str, source_dir: Path, columns: list[tuple[str, Path]
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(headers[column], fontsize=7)
-    figure.suptitle(task, fontsize=10)
+                axis.set_title(titles[column], fontsize=7, pad=4)
+    figure.suptitle(task + (" (KID x100 ± std under each model)" if scores else ""), fontsize=10)
     return _save(figure, out_path)
 
 
@@ -58,42 +70,54 @@ def _open_or_blank(path: Path) -> Image.Image:
     return load_rgb(path) if path.is_file() else Image.new("RGB", (8, 8), (128, 128, 128))
 
 
+def _rho_groups(keys: list[str]) -> dict[str, list[str]]:
+    """rho/<direction>/<layer> keys grouped by direction and kind: the decoder's AdaLIN layers and the
+    up-sampling LIN layers."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        _, direction, layer = key.split("/", 2)
+        kind = "up-sampling LIN" if layer.startswith("upsample") else "decoder AdaLIN"
+        groups.setdefault(f"{direction} {kind}", []).append(key)
+    return groups
+
+
 def training_curves(stats_path: Path, out_path: Path, title: str) -> Path | None:
-    """Losses (log scale), learning rate and rho from a run's stats.jsonl; None when it has no lines."""
+    """Losses (log scale), learning rate and rho from a run's stats.jsonl; None when it has no losses
+    (a method that does not train, like the identity reference)."""
     lines = [json.loads(line) for line in Path(stats_path).read_text().splitlines() if line.strip()] if Path(stats_path).exists() else []
     if not lines:
         return None
     steps = [line["step"] for line in lines]
     keys = [k for k in lines[-1] if k not in ("step", "seconds_per_iteration", "lr") and not k.startswith("rho/")]
+    if not keys:
+        return None
     rho_keys = [k for k in lines[-1] if k.startswith("rho/")]
-    panels = 1 + bool(rho_keys) + ("lr" in lines[-1])
-    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5), squeeze=False)
+    panels = ["losses"] + (["rho"] if rho_keys else []) + (["lr"] if "lr" in lines[-1] else [])
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, layout="constrained")
     axis = axes[0][0]
     for key in keys:
-        values = [abs(line.get(key, np.nan)) for line in lines]
-        axis.plot(steps, values, label=key, linewidth=1)
+        axis.plot(steps, [abs(line.get(key, np.nan)) for line in lines], label=key, linewidth=1)
     axis.set_xlabel("iteration")
-    if keys:
-        axis.set_yscale("log")
-        axis.set_title("losses (absolute value)")
-        axis.legend(fontsize=6)
-    else:
-        axis.set_title("no losses (the method does not train)")
+    axis.set_yscale("log")
+    axis.set_title("losses (absolute value)", fontsize=9)
+    axis.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
     panel = 1
     if rho_keys:
         axis = axes[0][panel]
-        for key in rho_keys:
-            axis.plot(steps, [line.get(key, np.nan) for line in lines], linewidth=0.8,
-                      linestyle="--" if "upsample" in key else "-", label=key.removeprefix("rho/"))
+        for (group, members), colour in zip(_rho_groups(rho_keys).items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+            values = np.array([[line.get(key, np.nan) for key in members] for line in lines])
+            axis.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1), color=colour, alpha=0.2, linewidth=0)
+            axis.plot(steps, np.nanmean(values, axis=1), color=colour, linewidth=1.2, label=f"{group} ({len(members)} layers)")
         axis.set_ylim(-0.05, 1.05)
         axis.set_xlabel("iteration")
-        axis.set_title("mean rho per AdaLIN (solid) / LIN (dashed) layer")
-        axis.legend(fontsize=5, ncol=2)
+        axis.set_title("rho: mean over layers, band from min to max", fontsize=9)
+        axis.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
         panel += 1
     if "lr" in lines[-1]:
         axis = axes[0][panel]
         axis.plot(steps, [line["lr"] for line in lines])
         axis.set_xlabel("iteration")
-        axis.set_title("learning rate")
-    figure.suptitle(title, fontsize=10, y=1.04)
+        axis.set_title("learning rate", fontsize=9)
+        axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    figure.suptitle(title, fontsize=10)
     return _save(figure, out_path)

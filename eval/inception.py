@@ -22,6 +22,7 @@ weights_only=False and so would run code planted in a crafted file, never sees a
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
@@ -33,23 +34,17 @@ import torch
 import torch.nn as nn
 
 from bench.config import INCEPTION_WEIGHTS_ENV
-from bench.files import UnreadableFileError, atomic_torch_save, load_torch_file, sha256_file
+from bench.files import UnreadableFileError, atomic_torch_save, cache_root, load_torch_file, sha256_file
 
 OFFICIAL_SHA256_PREFIX = "6726825d"
 OFFICIAL_FILE_NAME = f"weights-inception-2015-12-05-{OFFICIAL_SHA256_PREFIX}.pth"
 RANDOM_WEIGHTS = "random"
 FEATURE_LAYER = "2048"
 EXTRACTOR_ID = "torch-fidelity/inception-v3-compat/pool3-2048/tf1-bilinear-299"
-CACHE_ENV = "UGATIT_BENCH_CACHE"
 
 
 class WeightsError(RuntimeError):
     """The Inception weights cannot be found, downloaded or read."""
-
-
-def cache_root() -> Path:
-    """Where features and generated weights are kept: ${UGATIT_BENCH_CACHE} or ~/.cache/ugatit-bench."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ugatit-bench")
 
 
 @dataclass(frozen=True)
@@ -65,6 +60,8 @@ class InceptionWeights:
     def label(self) -> str:
         if self.official:
             return "official Inception-v3 (2015-12-05, sha256 6726825d...)"
+        if self.sha256.startswith("random-"):
+            return f"RANDOM stand-in Inception-v3 weights ({self.sha256[:19]}...): not comparable with the paper"
         return f"NON-OFFICIAL Inception-v3 weights (sha256 {self.sha256[:12]}...): not comparable with the paper"
 
     def record(self) -> dict:
@@ -136,35 +133,54 @@ def write_random_weights(path: Path, seed: int = 0) -> Path:
     return Path(path)
 
 
-def resolve_weights(requested: str | None = None, allow_download: bool = True) -> InceptionWeights:
-    """Find the weights file (see the module docstring) and hash it."""
+def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a state dict's names, dtypes, shapes and values: the same tensors give the same hash
+    whatever file (or torch version's file format) holds them."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def resolve_weights(requested: str | None = None, allow_download: bool = True,
+                    setting: str = "eval.inception_weights") -> InceptionWeights:
+    """Find the weights file (see the module docstring) and hash it. `setting` names, in messages, where
+    the user gives the path (an experiment key or a command-line flag)."""
     requested = requested or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
     if requested == RANDOM_WEIGHTS:
         path = cache_root() / "weights" / "inception-random-seed0.pth"
         if not path.is_file():
             write_random_weights(path)
-    elif requested is not None:
+        # Identified by its tensors, not its file: the same stand-in in every cache folder.
+        try:
+            state = load_torch_file(path, "Inception-v3 weights file")
+        except UnreadableFileError as error:
+            raise WeightsError(f"{error}. It is the cached random stand-in: delete it to have it made again") from None
+        return InceptionWeights(path, "random-" + state_dict_sha256(state))
+    if requested is not None:
         path = Path(requested).expanduser()
         if not path.is_file():
-            raise WeightsError(f"Inception weights file {path} not found (from eval.inception_weights, --weights or "
-                               f"${INCEPTION_WEIGHTS_ENV}); download {OFFICIAL_FILE_NAME} from torch-fidelity's "
-                               "releases and point the setting at it")
-    else:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_FILE_NAME
-        if not path.is_file():
-            if not allow_download:
-                raise WeightsError(f"no Inception weights: set eval.inception_weights or ${INCEPTION_WEIGHTS_ENV} "
-                                   f"to {OFFICIAL_FILE_NAME}, or allow torch-fidelity's download")
-            from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+            raise WeightsError(f"Inception weights file {path} not found (from {setting} or ${INCEPTION_WEIGHTS_ENV}); "
+                               f"download {OFFICIAL_FILE_NAME} from torch-fidelity's releases and give its path with "
+                               f"{setting}")
+        return InceptionWeights(path, sha256_file(path))
+    path = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_FILE_NAME
+    if not path.is_file():
+        if not allow_download:
+            raise WeightsError(f"no Inception weights: give the path of {OFFICIAL_FILE_NAME} with {setting} or "
+                               f"${INCEPTION_WEIGHTS_ENV}, or allow torch-fidelity's download")
+        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with redirect_stdout(sys.stderr):
-                    torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), hash_prefix=OFFICIAL_SHA256_PREFIX)
-            except Exception as error:  # no network, blocked, or a damaged download
-                raise WeightsError(f"could not download the Inception weights from {URL_INCEPTION_V3} ({error}); "
-                                   f"download {OFFICIAL_FILE_NAME} elsewhere and set eval.inception_weights or "
-                                   f"${INCEPTION_WEIGHTS_ENV} to its path") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with redirect_stdout(sys.stderr):
+                torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), hash_prefix=OFFICIAL_SHA256_PREFIX)
+        except Exception as error:  # no network, blocked, or a damaged download
+            raise WeightsError(f"could not download the Inception weights from {URL_INCEPTION_V3} ({error}); "
+                               f"download {OFFICIAL_FILE_NAME} elsewhere and give its path with {setting} or "
+                               f"${INCEPTION_WEIGHTS_ENV}") from None
     return InceptionWeights(path, sha256_file(path))
 
 

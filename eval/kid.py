@@ -4,7 +4,7 @@ applied only when reported.
 All use the cubic polynomial kernel k(x, y) = (x . y / d + 1)^3 of Binkowski et al. (2018).
 
 `kid_paper`: the paper's estimator, TF-GAN's kernel_classifier_distance_and_std_from_activations
-with max_block_size = 10 (the first author's script; ../shared/notes/kid-protocol.md):
+with max_block_size = 10 (the first author's script; docs/kid-protocol.md):
   n_blocks = ceil(max(n_real, n_fake) / max_block_size); each set is split in its given order into
   n_blocks contiguous blocks whose sizes differ by at most one (the last n mod n_blocks blocks get
   the extra row); per block, the unbiased MMD^2 with off-diagonal means within each set;

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 
+from bench.data import list_images
 from bench.environment import package_versions, resolve_device
 from eval.features import FeatureSet, folder_features
 from eval.fid import fid
 from eval.inception import InceptionFeatures, InceptionWeights, cache_root, resolve_weights
-from eval.kid import KID, kid_mean, kid_paper, kid_subsets
+from eval.kid import KID, KIDError, kid_mean, kid_paper, kid_subsets
 
 PROTOCOLS = ("paper", "subsets", "mean")
 
@@ -66,12 +67,33 @@ def _kid_record(kid: KID) -> dict[str, float | None]:
             "kid_x100": kid.mean * 100, "kid_std_x100": _finite_or_none(kid.std * 100)}
 
 
+def check_sample_counts(settings: ScoreSettings, counts: dict[str, int]) -> None:
+    """Refuse, before any image is decoded, image counts the protocol's estimator cannot use."""
+    real = counts["real"]
+    for name in ("fake", "source"):
+        if name not in counts:
+            continue
+        other = counts[name]
+        if settings.protocol == "subsets":
+            if min(real, other) < settings.subset_size:
+                raise KIDError(f"too few samples for the subsets protocol: {real} real and {other} {name}, but each subset "
+                               f"takes {settings.subset_size}; lower the subset size (--subset-size, eval.subset_size) "
+                               "or use the paper protocol")
+        else:
+            n_blocks = math.ceil(max(real, other) / settings.max_block_size)
+            if min(real, other) < 2 * n_blocks:
+                raise KIDError(f"too few samples: {real} real and {other} {name} in {n_blocks} blocks of at most "
+                               f"{settings.max_block_size} leave blocks of fewer than 2 images; each set needs at least "
+                               f"{2 * n_blocks}")
+
+
 class Scorer:
     """Scores folders; keeps the Inception network loaded between calls and reuses cached features."""
 
     def __init__(self, weights: str | None = None, device: str = "auto", cache_dir: str | Path | None = "default",
-                 batch_size: int = 50, on_bad_image: str = "fail", progress: bool = True):
-        self.weights: InceptionWeights = resolve_weights(weights)
+                 batch_size: int = 50, on_bad_image: str = "fail", progress: bool = True,
+                 weights_setting: str = "eval.inception_weights"):
+        self.weights: InceptionWeights = resolve_weights(weights, setting=weights_setting)
         self.device = resolve_device(device)
         self.cache_dir = (cache_root() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None))
         self.batch_size, self.on_bad_image, self.progress = batch_size, on_bad_image, progress
@@ -85,6 +107,8 @@ class Scorer:
         started = time.perf_counter()
         if settings.protocol == "mean" and source_dir is None:
             raise ValueError("the mean protocol needs the source domain's images (--source DIR)")
+        check_sample_counts(settings, {name: len(list_images(folder)) for name, folder in
+                                       (("real", real_dir), ("fake", fake_dir), ("source", source_dir)) if folder is not None})
         real, fake = self.features(real_dir), self.features(fake_dir)
         source = self.features(source_dir) if source_dir is not None else None
         device = self.device

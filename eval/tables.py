@@ -161,3 +161,26 @@ def write_tables(rows: list[dict[str, Any]], tables: Iterable[str], out_dir: Pat
         atomic_write_bytes(out_dir / f"{table}.md", markdown(frame, table, experiment, task_groups, models, regenerate_command).encode())
         written += [out_dir / f"{table}.csv", out_dir / f"{table}.md"]
     return written
+
+
+def summary(out_dir: Path, tables: Iterable[str]) -> str:
+    """The numbers of the written tables, as a person reads them at the end of a run: one grid per
+    table, models as rows, tasks as columns, "kid ± std" (KID x100)."""
+    from tabulate import tabulate
+
+    parts = []
+    for table in tables:
+        path = Path(out_dir) / f"{table}.csv"
+        frame = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        if frame.empty:
+            parts.append(f"{table}: no scored runs yet")
+            continue
+        tasks = list(dict.fromkeys(frame["task"]))
+        rows = []
+        for model, group in frame.groupby("model", sort=False):
+            by_task = {row.task: f"{_number(row.kid)} ± {_number(row.std)}" for row in group.itertuples()}
+            rows.append([model] + [by_task.get(task, "–") for task in tasks])
+        comparable = "" if frame["comparable"].astype(bool).all() else " (not comparable with the paper: see the footnotes)"
+        parts.append(f"{TABLE_TITLES[table].split(':')[0]}, KID x100 ± std x100, lower is better{comparable}: "
+                     f"{Path(out_dir) / (table + '.md')}\n" + tabulate(rows, headers=["model", *tasks]))
+    return "\n\n".join(parts)

@@ -17,6 +17,24 @@ torch.set_num_threads(2)
 TINY_SPEC = SyntheticSpec(image_size=32, train_per_domain=12, test_per_domain=6, seed=0)
 
 
+REPO = Path(__file__).resolve().parent.parent
+GENERATED_FOLDERS = ("results", "runs", "data", ".downloads")
+
+
+def _generated_entries() -> set[str]:
+    return {f"{folder}/{entry.name}" for folder in GENERATED_FOLDERS if (REPO / folder).is_dir()
+            for entry in (REPO / folder).iterdir()} | {folder for folder in GENERATED_FOLDERS if (REPO / folder).exists()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_repository():
+    """Tests write only to temporary folders: the repository's results/, runs/ and data/ stay as they were."""
+    before = _generated_entries()
+    yield
+    added = sorted(_generated_entries() - before)
+    assert not added, f"the tests wrote into the repository: {added}"
+
+
 @pytest.fixture(autouse=True)
 def offline_and_isolated(tmp_path_factory, monkeypatch):
     """Tests never download (weights, datasets from the internet) and never write to ~/.cache."""
@@ -28,6 +46,8 @@ def offline_and_isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setenv("UGATIT_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "ugatit-bench-cache"))
+    # The index of finished runs is per test: a run of one test is never reused by another.
+    monkeypatch.setenv("UGATIT_BENCH_RUN_INDEX", str(tmp_path_factory.mktemp("run-index") / "runs-index.json"))
     monkeypatch.delenv("UGATIT_BENCH_INCEPTION", raising=False)
     monkeypatch.delenv("UGATIT_BENCH_DATA", raising=False)
 

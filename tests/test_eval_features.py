@@ -123,9 +123,10 @@ def test_weights_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("UGATIT_BENCH_CACHE", str(tmp_path / "cache"))
     random_weights = resolve_weights("random")
     assert random_weights.path.parent == tmp_path / "cache" / "weights" and not random_weights.official
-    assert "NON-OFFICIAL" in random_weights.label
+    assert "RANDOM stand-in" in random_weights.label and "not comparable" in random_weights.label
     monkeypatch.setenv("UGATIT_BENCH_INCEPTION", str(random_weights.path))
-    assert resolve_weights(None).sha256 == random_weights.sha256
+    by_path = resolve_weights(None)   # a weights file given by path is identified by its bytes
+    assert by_path.path == random_weights.path and by_path.sha256 == sha256_file(random_weights.path)
     monkeypatch.delenv("UGATIT_BENCH_INCEPTION")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(WeightsError, match="no Inception weights"):

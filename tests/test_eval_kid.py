@@ -1,5 +1,5 @@
 """KID and FID estimators against references: torch-fidelity's code, an independent NumPy version of
-TF-GAN's block estimator written here from ../shared/notes/kid-protocol.md, and hand-checked cases."""
+TF-GAN's block estimator written here from docs/kid-protocol.md, and hand-checked cases."""
 
 from __future__ import annotations
 

@@ -98,15 +98,15 @@ def test_learning_rate_schedule_follows_train_settings():
 
 def test_iterations_default_to_the_methods_reference_length():
     from bench.config import ConfigError
-    from bench.methods import method_class, resolve_iterations
+    from bench.methods import method_class, resolve_training
 
     assert create_method("dummy").train_config.iterations == 1000
     assert create_method("dummy", train=TrainConfig(iterations=7)).train_config.iterations == 7
-    assert resolve_iterations(method_class("ugatit"), method_class("ugatit").Options(), TrainConfig(), None).iterations == 1_000_000
+    assert resolve_training(method_class("ugatit"), method_class("ugatit").Options(), TrainConfig(), None).iterations == 1_000_000
 
     class NoReference(Method):
         train_step = translate = state_dict = load_state_dict = lambda *a: None
 
     NoReference.name = "no_reference"
     with pytest.raises(ConfigError, match="no reference training length without its dataset; set train.iterations"):
-        resolve_iterations(NoReference, None, TrainConfig(), None)
+        resolve_training(NoReference, None, TrainConfig(), None)

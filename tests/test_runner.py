@@ -28,6 +28,7 @@ name: e2e
 datasets: [{{name: tiny}}]
 methods: {methods}
 output_dir: {tmp_path / 'runs'}
+results_dir: {tmp_path / 'results'}
 data: {{root: {tmp_path / 'data'}}}
 train: {{iterations: 6, image_size: 16, checkpoint_every: 3, log_every: 2, num_workers: 0}}
 eval: {{inception_weights: random, max_block_size: 3}}

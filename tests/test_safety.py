@@ -102,6 +102,7 @@ def test_no_entry_point_runs_a_planted_pickle(entry, planted_pickle, tiny_datase
         code = main([str(experiment(weights=path)), "--no-progress"])
     elif entry == "random stand-in cache":
         from eval.inception import cache_root
+        monkeypatch.setenv("UGATIT_BENCH_CACHE", str(tmp_path / "planted-cache"))   # not the session's cache
         planted = cache_root() / "weights" / "inception-random-seed0.pth"
         planted.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, planted)

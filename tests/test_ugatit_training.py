@@ -152,8 +152,8 @@ def test_records_and_sample_sheets(dataset, tmp_path, tiny_dataset):
     assert sheets == ["step_0000004.png", "step_0000008.png"]
     from PIL import Image
     with Image.open(tmp_path / "samples" / sheets[0]) as sheet:
-        # 4 rows (2 images x 2 directions) of 6 tiles of 16 px with 2 px padding.
-        assert sheet.size == (6 * 18 + 2, 4 * 18 + 2)
+        # 4 rows (2 images x 2 directions) of 6 tiles of 16 px with 2 px padding, enlarged 6 times, under titles.
+        assert sheet.width == (6 * 18 + 2) * 6 and sheet.height > (4 * 18 + 2) * 6
 
 
 def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(dataset, tmp_path, fill_disk):

@@ -2,7 +2,7 @@
 
 An official checkpoint (`<dataset>_params_<step:07d>.pt` or `<dataset>_params_latest.pt`) is one dict
 with the state dicts of `genA2B, genB2A, disGA, disGB, disLA, disLB` in the official module layout
-(../shared/notes/ugatit-official-facts.md). `load_official(path)` infers the architecture from the
+(docs/ugatit.md). `load_official(path)` infers the architecture from the
 tensors and returns this project's networks, built with the `official_pytorch` preset, holding
 those weights; each `forward(x)` returns (output, cam_logit, heatmap) as the official networks do.
 

@@ -100,6 +100,8 @@ class UGATITMethod(Method):
     """U-GAT-IT; see the module docstring."""
 
     Options = UGATITOptions
+    reference_schedule = "linear_decay"      # Appendix B.2: constant, then linear decay over the second half
+    sample_columns = ("input", "G attention", "translation", "cycle", "local D attention", "global D attention")
 
     @classmethod
     def reference_iterations(cls, options: UGATITOptions, train_images: tuple[int, int] | None) -> int:
@@ -132,6 +134,15 @@ class UGATITMethod(Method):
     def tables(cls, options: UGATITOptions) -> tuple[str, ...]:
         is_paper_model = options.norm == "adalin" and options.g_cam and options.d_cam
         return ("table1", "table3") if is_paper_model else ("table1",)
+
+    @classmethod
+    def identity_options(cls, options: UGATITOptions, train: TrainConfig) -> dict[str, Any]:
+        """image_size must equal train.image_size (which is in the identity); compile and channels_last
+        change how the same arithmetic runs, not what it computes."""
+        plain = super().identity_options(options, train)
+        for name in ("image_size", "compile", "channels_last"):
+            plain.pop(name, None)
+        return plain
 
     @classmethod
     def deviations(cls, options: UGATITOptions, train: TrainConfig) -> list[str]:
@@ -176,7 +187,7 @@ class UGATITMethod(Method):
         self.base_lr = train.lr if train.lr is not None else options.lr
         self.g_optim = self._adam(self.generators)
         self.d_optim = self._adam(self.discriminators)
-        self.schedule = resolve_schedule(train, "linear_decay")
+        self.schedule = resolve_schedule(train, self.reference_schedule)
         self.rhos = [m.rho for g in self.generators for m in g.modules() if isinstance(getattr(m, "rho", None), nn.Parameter)]
         self.rho_names = [f"{direction}/{name}" for direction, g in (("a2b", self.gen_a2b), ("b2a", self.gen_b2a))
                           for name, m in g.named_modules() if isinstance(getattr(m, "rho", None), nn.Parameter)]

@@ -12,7 +12,7 @@ classifier's logits [GAP, GMP] (N x 2), and the attention heatmap (channel sum o
 features, N x 1 x h x w), as the official code does; cam_logit and heatmap are None without CAM.
 
 A `Preset` gathers the documented differences between the paper and the official PyTorch code
-(../shared/notes/ugatit-official-facts.md); `paper` is the default.
+(docs/ugatit.md); `paper` is the default.
 """
 
 from __future__ import annotations

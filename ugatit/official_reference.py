@@ -1,6 +1,6 @@
 """A re-statement of the official UGATIT-pytorch networks and training iteration, for comparison only.
 
-Written from the facts in ../shared/notes/ugatit-official-facts.md and the paper, in the official
+Written from the facts in docs/ugatit.md and the paper, in the official
 module layout and parameter names (DownBlock, FC, UpBlock1_k, UpBlock2, model, conv; the old
 `torch.nn.utils.spectral_norm` with weight_orig/weight_u/weight_v), with the official behaviour:
 PyTorch default initialisation, no generator biases, unbiased variances in AdaLIN/LIN, rho 0.9 and

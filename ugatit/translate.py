@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from bench.config import ConfigError, TrainConfig, build
-from bench.data import DataError
+from bench.data import BadImageError, DataError
 from bench.environment import resolve_device
 from bench.files import load_torch_file
 from bench.train import describe_checkpoint, load_checkpoint
@@ -85,9 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         output = translate_folder(args.checkpoint, args.input_dir, args.output_dir, args.direction, heatmaps=args.heatmaps,
                                   batch_size=args.batch_size, image_size=args.image_size, device=args.device,
                                   on_bad_image="skip" if args.skip_bad_images else "fail", progress=not args.no_progress)
+    except BadImageError as error:
+        print(f"error: {error.for_flag('--skip-bad-images')}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError, ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written to the output folder", file=sys.stderr)
+        return 130
     print(f"translations written to {output}")
     return 0
 
