@@ -1,10 +1,13 @@
 """The embedded default data: two synthetic image domains, generated deterministically on demand.
 
-Domain A, "discs": one to three shaded spheres (smooth radial lighting, warm colours) on a dark
-two-colour gradient. Domain B, "polygons": one to three polygons of three to six corners filled with
-stripes (hard edges, cool colours) on a light, flat background. The domains differ in shape (round
-vs angular), texture (smooth shading vs stripes) and palette, so a translator has easy cues (colour)
-and hard ones (shape) to learn, and an untrained one scores clearly worse than a trained one.
+Domain A, "discs": one shaded sphere (smooth radial lighting, warm colours) on a dark two-colour
+gradient. Domain B, "polygons": one polygon of three to five corners filled with broad, nearly horizontal
+stripes (hard edges, cool colours) on a light, flat background. The domains differ in shape (round vs
+angular), texture (smooth shading vs stripes) and palette, so a translator has easy cues (colour) and
+harder ones (shape, texture) to learn. The objects are large and the stripes broad enough to survive
+the smoke experiment's 32 px, so that small networks learn the translation in a few hundred
+iterations: a trained model visibly turns discs into striped polygons, and scores clearly better
+than the untranslated images and than matching colours alone.
 
 Every image is a pure function of (seed, domain, split, index): the same files, byte for byte, on
 every machine. The dataset is written in the standard layout with a `dataset.json` manifest; it is
@@ -22,9 +25,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bench.files import owned_temporary_name, remove_stale_temporaries, replace_directory
+from bench.files import owned_temporary_name, remove_stale_temporaries, replace_directory, waiting_lock
 
-GENERATOR_VERSION = 1          # bump when the images change, so that old copies are regenerated
+GENERATOR_VERSION = 2          # bump when the images change, so that old copies are regenerated
+
+# The objects, as fractions of the image side; chosen so that 32 px training images keep them legible.
+OBJECT_RADIUS = (0.2, 0.32)    # disc radius, polygon circumradius
+OBJECT_CENTRE = (0.32, 0.68)   # where the object's centre may fall, in x and in y
+STRIPE_PERIOD = (0.16, 0.22)   # one dark and one light stripe: 5 to 7 pixels at 32 px
+STRIPE_TILT = 0.2              # stripes run horizontally, tilted by at most this many radians
+POLYGON_CORNERS = (3, 5)       # fewest and most corners
 DOMAINS = {"A": 0, "B": 1}
 SPLIT_IDS = {"train": 0, "test": 1}
 
@@ -60,29 +70,28 @@ def _shaded_discs(rng: np.random.Generator, size: int) -> np.ndarray:
 
     light = np.array([rng.uniform(-0.7, -0.2), rng.uniform(-0.7, -0.2), 1.0])
     light /= np.linalg.norm(light)
-    for _ in range(rng.integers(1, 4)):
-        radius = rng.uniform(0.12, 0.3) * size
-        cx, cy = rng.uniform(0.2, 0.8, size=2) * size
-        colour = _hsv(rng.uniform(-0.12, 0.15), rng.uniform(0.55, 0.95), rng.uniform(0.75, 1.0))
-        dx, dy = (x - cx) / radius, (y - cy) / radius
-        distance = np.sqrt(dx**2 + dy**2)
-        nz = np.sqrt(np.clip(1 - distance**2, 0, 1))      # sphere normal (dx, dy, nz)
-        diffuse = np.clip(dx * light[0] + dy * light[1] + nz * light[2], 0, 1)
-        specular = diffuse**24 * 0.5
-        shaded = colour * (0.25 + 0.75 * diffuse[..., None]) + specular[..., None]
-        coverage = np.clip(radius - distance * radius + 0.5, 0, 1)[..., None]  # 1-pixel anti-aliased edge
-        image = image * (1 - coverage) + shaded * coverage
+    radius = rng.uniform(*OBJECT_RADIUS) * size
+    cx, cy = rng.uniform(*OBJECT_CENTRE, size=2) * size
+    colour = _hsv(rng.uniform(-0.12, 0.15), rng.uniform(0.55, 0.95), rng.uniform(0.75, 1.0))
+    dx, dy = (x - cx) / radius, (y - cy) / radius
+    distance = np.sqrt(dx**2 + dy**2)
+    nz = np.sqrt(np.clip(1 - distance**2, 0, 1))      # sphere normal (dx, dy, nz)
+    diffuse = np.clip(dx * light[0] + dy * light[1] + nz * light[2], 0, 1)
+    specular = diffuse**24 * 0.5
+    shaded = colour * (0.25 + 0.75 * diffuse[..., None]) + specular[..., None]
+    coverage = np.clip(radius - distance * radius + 0.5, 0, 1)[..., None]  # 1-pixel anti-aliased edge
+    image = image * (1 - coverage) + shaded * coverage
     image += rng.normal(0, 0.015, size=image.shape)
     return image
 
 
 def _polygon_mask(rng: np.random.Generator, size: int, supersample: int = 4) -> np.ndarray:
-    corners = int(rng.integers(3, 7))
-    radius = rng.uniform(0.15, 0.32) * size
-    cx, cy = rng.uniform(0.22, 0.78, size=2) * size
+    corners = int(rng.integers(POLYGON_CORNERS[0], POLYGON_CORNERS[1] + 1))
+    radius = rng.uniform(*OBJECT_RADIUS) * size * 1.2   # about the disc's area for four corners
+    cx, cy = rng.uniform(*OBJECT_CENTRE, size=2) * size
     rotation = rng.uniform(0, 2 * np.pi)
-    angles = rotation + np.arange(corners) * 2 * np.pi / corners + rng.uniform(-0.25, 0.25, size=corners)
-    radii = radius * rng.uniform(0.85, 1.15, size=corners)
+    angles = rotation + np.arange(corners) * 2 * np.pi / corners + rng.uniform(-0.1, 0.1, size=corners)
+    radii = radius * rng.uniform(0.9, 1.1, size=corners)
     points = [((cx + r * np.cos(a)) * supersample, (cy + r * np.sin(a)) * supersample) for a, r in zip(angles, radii)]
     canvas = Image.new("L", (size * supersample, size * supersample), 0)
     ImageDraw.Draw(canvas).polygon(points, fill=255)
@@ -93,16 +102,15 @@ def _striped_polygons(rng: np.random.Generator, size: int) -> np.ndarray:
     x, y = _pixel_grid(size)
     background = _hsv(rng.uniform(), rng.uniform(0.0, 0.2), rng.uniform(0.78, 0.95))
     image = np.broadcast_to(background, (size, size, 3)).copy()
-    for _ in range(rng.integers(1, 4)):
-        mask = _polygon_mask(rng, size)[..., None]
-        hue = rng.uniform(0.45, 0.75)
-        first, second = _hsv(hue, rng.uniform(0.5, 0.9), rng.uniform(0.35, 0.7)), _hsv(hue + rng.uniform(-0.1, 0.1), rng.uniform(0.1, 0.5), rng.uniform(0.75, 1.0))
-        angle = rng.uniform(0, np.pi)
-        period = rng.uniform(0.06, 0.16) * size
-        phase = (x * np.cos(angle) + y * np.sin(angle)) / period
-        stripes = np.clip(np.sin(2 * np.pi * phase) * 3, -1, 1)[..., None] * 0.5 + 0.5  # nearly square wave
-        texture = first * stripes + second * (1 - stripes)
-        image = image * (1 - mask) + texture * mask
+    mask = _polygon_mask(rng, size)[..., None]
+    hue = rng.uniform(0.45, 0.75)
+    first, second = _hsv(hue, rng.uniform(0.5, 0.9), rng.uniform(0.35, 0.7)), _hsv(hue + rng.uniform(-0.1, 0.1), rng.uniform(0.1, 0.5), rng.uniform(0.75, 1.0))
+    angle = np.pi / 2 + rng.uniform(-STRIPE_TILT, STRIPE_TILT)
+    period = rng.uniform(*STRIPE_PERIOD) * size
+    phase = (x * np.cos(angle) + y * np.sin(angle)) / period
+    stripes = np.clip(np.sin(2 * np.pi * phase) * 3, -1, 1)[..., None] * 0.5 + 0.5  # nearly square wave
+    texture = first * stripes + second * (1 - stripes)
+    image = image * (1 - mask) + texture * mask
     image += rng.normal(0, 0.01, size=image.shape)
     return image
 
@@ -132,7 +140,14 @@ def write_dataset(dataset_dir: Path, spec: SyntheticSpec = SyntheticSpec()) -> P
     dataset_dir = Path(dataset_dir)
     if is_current(dataset_dir, spec):
         return dataset_dir
-    dataset_dir.parent.mkdir(parents=True, exist_ok=True)
+    # One process generates; others (parallel workers) wait for it, then find the dataset current.
+    with waiting_lock(dataset_dir.parent / f".{dataset_dir.name}.lock"):
+        if not is_current(dataset_dir, spec):
+            _generate(dataset_dir, spec)
+    return dataset_dir
+
+
+def _generate(dataset_dir: Path, spec: SyntheticSpec) -> None:
     remove_stale_temporaries(dataset_dir.parent, f".{dataset_dir.name}-generating")
     staging = dataset_dir.parent / owned_temporary_name(f".{dataset_dir.name}-generating")
     staging.mkdir()
@@ -147,4 +162,3 @@ def write_dataset(dataset_dir: Path, spec: SyntheticSpec = SyntheticSpec()) -> P
         replace_directory(staging, dataset_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return dataset_dir
