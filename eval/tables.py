@@ -31,8 +31,10 @@ TABLE_TITLES = {
     "table1": "Table 1: Kernel Inception Distance x100 ± std x100 for the ablation of U-GAT-IT (lower is better)",
     "table3": "Table 3: Kernel Inception Distance x100 ± std x100 per image translation task (lower is better)",
 }
-COLUMNS = ["model", "task", "kid", "std", "seed_spread", "paper_kid", "paper_std", "protocol", "metric", "weights",
-           "comparable", "iterations", "image_size", "seeds", "n_fake", "n_real", "fid", "notes"]
+COLUMNS = ["model", "task", "kid", "std", "seed_spread", "same_as_best", "p_vs_best", "diff_vs_best_low",
+           "diff_vs_best_high", "paper_kid", "paper_std", "protocol", "metric", "weights", "comparable", "iterations",
+           "image_size", "seeds", "n_fake", "n_real", "fid", "notes"]
+SIGNIFICANCE_FIELDS = ("same_as_best", "p_vs_best", "diff_vs_best_low", "diff_vs_best_high")
 
 
 def paper_values(table: str) -> pd.DataFrame:
@@ -70,6 +72,8 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "iterations": int(group["iterations"].min()), "image_size": int(first["image_size"]),
             "seeds": len(group), "n_fake": int(group["n_fake"].min()), "n_real": int(first["n_real"]),
             "fid": group["fid"].astype(float).mean(), "notes": notes, "table": first["table"],
+            **{name: (first[name] if name in group else (False if name == "same_as_best" else math.nan))
+               for name in SIGNIFICANCE_FIELDS},
         })
     return pd.DataFrame(grouped)
 
@@ -100,7 +104,7 @@ def _cell(row: pd.Series, best: bool) -> str:
 
 
 def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list[list[str]], models: list[str],
-             regenerate_command: str) -> str:
+             regenerate_command: str, significance: str = "paired permutation test, Holm over the column") -> str:
     """The paper's layout: one row per model, one column per task; each group of tasks is one table
     (Table 3 stacks the A -> B tasks over the B -> A ones)."""
     lines = [f"# {TABLE_TITLES[table]}", "",
@@ -123,6 +127,10 @@ def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list
         if not present:
             continue
         best = {task: frame[frame["task"] == task]["kid"].min() for task in present}
+
+        def bold(row: pd.Series, task: str) -> bool:   # the best, and what is not significantly worse
+            tied = row.get("same_as_best", False)
+            return bool(row["kid"] == best[task] or (pd.notna(tied) and bool(tied)))
         lines.append("| Model | " + " | ".join(present) + " |")
         lines.append("|---|" + "---|" * len(present))
         for model in models:
@@ -134,31 +142,37 @@ def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list
             cells = []
             for task in present:
                 match = rows[rows["task"] == task]
-                cells.append(_cell(match.iloc[0], match.iloc[0]["kid"] == best[task]) if not match.empty else "–")
+                cells.append(_cell(match.iloc[0], bold(match.iloc[0], task)) if not match.empty else "–")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     if footnotes:
         lines += [f"{str(number).translate(superscripts)} {note}" for note, number in footnotes.items()]
         lines.append("")
-    lines.append("Best of each column (this harness's runs) in bold. Paper values: results/paper/.")
+    if "p_vs_best" in frame and frame["p_vs_best"].notna().any():
+        lines.append(f"Bold: the best KID of each column, and every model whose difference from it is not significant at "
+                     f"5% ({significance}). Paper values: results/paper/.")
+    else:
+        lines.append("Best of each column (this harness's runs) in bold. Paper values: results/paper/.")
     return "\n".join(lines) + "\n"
 
 
 def write_tables(rows: list[dict[str, Any]], tables: Iterable[str], out_dir: Path, experiment: str,
-                 task_groups: list[list[str]], models: list[str], regenerate_command: str) -> list[Path]:
+                 task_groups: list[list[str]], models: list[str], regenerate_command: str,
+                 significance: str = "paired permutation test, Holm over the column") -> list[Path]:
     """scores.csv and each requested table as CSV and markdown; returns the written paths."""
     out_dir = Path(out_dir)
     written = []
     scores = pd.DataFrame(rows)
     if not scores.empty:
-        scores = scores.assign(notes=scores["notes"].map("; ".join))
+        scores = scores.assign(notes=scores["notes"].map("; ".join)).drop(columns=["folders"], errors="ignore")
     atomic_write_bytes(out_dir / "scores.csv", scores.to_csv(index=False).encode())
     written.append(out_dir / "scores.csv")
     for table in tables:
         frame = table_frame(rows, table)
         csv_frame = frame.assign(notes=frame["notes"].map("; ".join)) if not frame.empty else frame
         atomic_write_bytes(out_dir / f"{table}.csv", csv_frame.to_csv(index=False, float_format="%.4f").encode())
-        atomic_write_bytes(out_dir / f"{table}.md", markdown(frame, table, experiment, task_groups, models, regenerate_command).encode())
+        atomic_write_bytes(out_dir / f"{table}.md", markdown(frame, table, experiment, task_groups, models, regenerate_command,
+                                                             significance).encode())
         written += [out_dir / f"{table}.csv", out_dir / f"{table}.md"]
     return written
 

@@ -52,6 +52,19 @@ def test_markdown_layout_bold_best_paper_values_and_footnotes():
     assert "`CMD`" in text
 
 
+def test_models_not_significantly_worse_than_the_best_are_bold_too():
+    rows = [row("U-GAT-IT", "selfie2anime", 11.9), row("U-GAT-IT w/ IN", "selfie2anime", 12.2),
+            row("U-GAT-IT w/ LN", "selfie2anime", 14.0)]
+    for r, tied, p in zip(rows, (True, True, False), (1.0, 0.4, 0.01)):
+        r.update(same_as_best=tied, p_vs_best=p, diff_vs_best_low=0.0, diff_vs_best_high=0.0)
+    text = markdown(table_frame(rows, "table1"), "table1", "x", [["selfie2anime"]],
+                    ["U-GAT-IT", "U-GAT-IT w/ IN", "U-GAT-IT w/ LN"], "CMD", significance="TEST")
+    assert "| U-GAT-IT | **11.90 ± 0.50** (paper 11.61 ± 0.57) |" in text
+    assert "| U-GAT-IT w/ IN | **12.20 ± 0.50** (paper 13.64 ± 0.76) |" in text
+    assert "| U-GAT-IT w/ LN | 14.00 ± 0.50 (paper 12.39 ± 0.61) |" in text
+    assert "not significant at 5% (TEST)" in text
+
+
 def test_table3_stacks_the_two_directions_like_the_paper(tmp_path):
     forward = ["selfie2anime", "horse2zebra", "cat2dog", "photo2portrait", "photo2vangogh"]
     backward = ["anime2selfie", "zebra2horse", "dog2cat", "portrait2photo", "vangogh2photo"]
@@ -64,7 +77,8 @@ def test_table3_stacks_the_two_directions_like_the_paper(tmp_path):
     assert "| CycleGAN | 9.00 ± 0.50 (paper 13.08 ± 0.49) |" in text
     assert "| U-GAT-IT ¹ | **8.00 ± 0.50** (paper 11.61 ± 0.57) |" in text
     tidy = pd.read_csv(tmp_path / "table3.csv")
-    assert list(tidy.columns[:7]) == ["model", "task", "kid", "std", "seed_spread", "paper_kid", "paper_std"]
+    assert list(tidy.columns[:5]) == ["model", "task", "kid", "std", "seed_spread"]
+    assert {"paper_kid", "paper_std", "same_as_best", "p_vs_best", "diff_vs_best_low", "diff_vs_best_high"} <= set(tidy.columns)
     assert len(tidy) == 15 and set(tidy[tidy["model"] == "U-GAT-IT"]["weights"]) == {"non-official"}
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 15
 
