@@ -57,6 +57,11 @@ class FieldError(ValueError):
         self.field_name = field_name
 
 
+def is_plain_name(name: str) -> bool:
+    """A name that is safe as one folder name: letters, digits, _ . - and not only dots (not . or ..)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)) and set(name) != {"."}
+
+
 def _operational(default: Any, **kwargs: Any) -> Any:
     """A field that changes how a run is executed, not what it computes (not part of a run's identity)."""
     return field(default=default, metadata={"identity": False}, **kwargs)
@@ -76,8 +81,8 @@ class DatasetSpec:
             raise FieldError("directions", "at least one direction is needed; allowed: a2b, b2a")
         if len(set(self.directions)) != len(self.directions):
             raise FieldError("directions", f"repeated direction in {list(self.directions)}")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise FieldError("name", f"{self.name!r} is not a plain folder name (letters, digits, _ . -)")
+        if not is_plain_name(self.name):
+            raise FieldError("name", f"{self.name!r} is not a plain folder name (letters, digits, _ . -; not . or ..)")
 
 
 # What a method entry's `train:` may change for that method alone (the image size and the seeds are
@@ -192,8 +197,8 @@ class Experiment:
     source: str = field(default="", metadata={"yaml": False})  # the YAML file this came from (not a YAML key)
 
     def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise FieldError("name", f"{self.name!r} must be a plain folder name (letters, digits, _ . -)")
+        if not is_plain_name(self.name):
+            raise FieldError("name", f"{self.name!r} must be a plain folder name (letters, digits, _ . -; not . or ..)")
         if not self.datasets:
             raise FieldError("datasets", "at least one dataset is needed")
         if not self.methods:

@@ -77,13 +77,13 @@ CATALOGUE: dict[str, DatasetInfo] = {
     ),
     "cat2dog": DatasetInfo(
         name="cat2dog", domain_a="cat", domain_b="dog",
-        sources=(ArchiveSource("http://vllab.ucmerced.edu/hylee/DRIT/datasets/cat2dog.zip"),),
+        sources=tuple(ArchiveSource(f"{scheme}://vllab.ucmerced.edu/hylee/DRIT/datasets/cat2dog.zip") for scheme in ("https", "http")),
         # DRIT's counts for the whole of each domain (the paper's test counts are a copy of horse2zebra's).
         train_counts=(871, 1364),
     ),
     "photo2portrait": DatasetInfo(
         name="photo2portrait", domain_a="photo", domain_b="portrait",
-        sources=(ArchiveSource("http://vllab.ucmerced.edu/hylee/DRIT/datasets/portrait.zip"),),
+        sources=tuple(ArchiveSource(f"{scheme}://vllab.ucmerced.edu/hylee/DRIT/datasets/portrait.zip") for scheme in ("https", "http")),
         train_counts=(6452, 1811),
     ),
     "shapes": DatasetInfo(

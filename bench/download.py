@@ -19,6 +19,7 @@ Steps, each of which leaves nothing half-built behind when it fails:
 
 from __future__ import annotations
 
+import http.client
 import json
 import lzma
 import os
@@ -38,8 +39,8 @@ from tqdm.auto import tqdm
 
 from bench.data import count_images
 from bench.datasets import CATALOGUE, SPLITS, ArchiveSource, DatasetInfo
-from bench.files import (DiskFullError, is_disk_full, owned_temporary_name, remove_stale_temporaries,
-                         sha256_file)
+from bench.files import (DiskFullError, atomic_write_json, is_disk_full, owned_temporary_name,
+                         remove_stale_temporaries, sha256_file)
 
 CHUNK_BYTES = 1 << 20
 MIB = 1 << 20
@@ -114,7 +115,9 @@ def fetch(url: str, destination: Path, expected_sha256: str | None = None, timeo
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     handle.write(chunk)
                     bar.update(len(chunk))
-            except (OSError, urllib.error.URLError) as error:
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as error:   # IncompleteRead too
+                if is_disk_full(error):
+                    raise DiskFullError(partial) from None
                 raise DownloadError(f"{url}: the connection broke after {handle.tell()} bytes ({error}); "
                                     "run the same command again to resume") from None
     if total is not None and partial.stat().st_size != total:
@@ -340,7 +343,7 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
         if not info.sources:
             raise DownloadError(f"{info.name}: no download source is known. {info.manual_download}")
         errors = []
-        for source in info.sources:
+        for source in sorted(info.sources, key=lambda source: not source.url.startswith("https://")):   # https first
             try:
                 log(f"downloading {info.name} from {source.url}")
                 archive_path = fetch(source.url, downloads / f"{info.name}-{_archive_file_name(source.url)}",
@@ -356,6 +359,8 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
             raise DownloadError(f"{info.name}: every source failed:\n  " + "\n  ".join(errors) + "\n" + manual)
 
     digest = chosen.sha256 or sha256_file(archive_path)  # fetch() has already verified a known checksum
+    if archive is None:   # a file the user chose is theirs to choose; a download must be what it was
+        check_recorded_checksum(data_root, info, chosen.url, digest)
 
     remove_stale_temporaries(data_root, f".{info.name}-installing")   # left by a killed install
     staging = data_root / owned_temporary_name(f".{info.name}-installing")
@@ -390,9 +395,46 @@ def install_dataset(info: DatasetInfo, data_root: Path, *, archive: Path | None 
     if archive is None:
         archive_path.unlink(missing_ok=True)  # the dataset is installed; the archive is no longer needed
         _remove_if_empty(downloads)
+    record_checksum(data_root, info, chosen.url, digest, log)
     report = InstallReport(info.name, target, counts, chosen.url, digest, swapped)
     _warn_about_counts(info, report, log)
     return report
+
+
+CHECKSUM_LOCK = "datasets.lock.json"
+
+
+def _read_lock(data_root: Path) -> tuple[Path, dict]:
+    lock_path = Path(data_root) / CHECKSUM_LOCK
+    try:
+        return lock_path, (json.loads(lock_path.read_text()) if lock_path.is_file() else {})
+    except ValueError:
+        raise DownloadError(f"{lock_path}: not valid JSON; repair it or delete it (the checksums are recorded again)") from None
+
+
+def check_recorded_checksum(data_root: Path, info: DatasetInfo, source: str, digest: str) -> None:
+    """Trust on first use, for archives without a published checksum: the first install records the
+    archive's sha256 in <data root>/datasets.lock.json (`record_checksum`); every later install of that
+    dataset must bring the same archive, or is refused before anything is extracted."""
+    lock_path, lock = _read_lock(data_root)
+    recorded = lock.get(info.name)
+    if recorded is not None and recorded["sha256"] != digest:
+        raise DownloadError(
+            f"{info.name}: the archive from {source} has sha256 {digest}, but {lock_path} recorded {recorded['sha256']} "
+            f"when it was first installed (from {recorded['source']}, {recorded['recorded']}): the archive changed at its "
+            "source or was damaged on the way; nothing was installed. If the new archive is right, delete the "
+            f"{info.name!r} entry of {lock_path}")
+
+
+def record_checksum(data_root: Path, info: DatasetInfo, source: str, digest: str, log: Callable[[str], None]) -> None:
+    lock_path, lock = _read_lock(data_root)
+    if info.name in lock:
+        return
+    lock[info.name] = {"sha256": digest, "source": source, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(lock_path, lock)
+    if not any(s.sha256 for s in info.sources):
+        log(f"note: {info.name} has no published checksum; its archive's sha256 {digest[:16]}... is recorded in "
+            f"{lock_path} and checked at every later install")
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -593,6 +593,7 @@ def score_row(model: str, method: str, dataset: str, task: str, direction: str, 
         "weights_official": score["weights"]["official"], "weights_sha256": score["weights"]["sha256"],
         "iterations": steps if steps is not None else -1, "image_size": image_size,
         "n_real": score["counts"]["real"], "n_fake": score["counts"]["fake"], "tables": list(tables), "notes": notes,
+        "folders": score["folders"],
     }
 
 
@@ -649,12 +650,59 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     task_groups = [all_tasks] if len(all_tasks) <= 5 else [by_direction["a2b"], by_direction["b2a"]]
     models = [m.label for m in experiment.methods] + [item.label for item in experiment.external]
     table_rows = [dict(row, table=table) for row in rows for table in row["tables"]]
+    mark_significance(table_rows, scoring, experiment.train.seeds[0])
     written = write_tables(table_rows, experiment.tables, plan.results_dir, experiment.name, task_groups, models,
-                           regenerate_command(plan))
+                           regenerate_command(plan), SIGNIFICANCE + f"; with several seeds, the first seed's translations")
     written += write_figures(plan, external, rows)
     for path in written:
         print(f"wrote {path}")
     return written
+
+
+SIGNIFICANCE_RESAMPLES = 1000   # permutations (and bootstrap draws) per comparison with a column's best
+SIGNIFICANCE = (f"paired permutation test over the test images ({SIGNIFICANCE_RESAMPLES} permutations, seed 0; "
+                "eval/compare.py) of each model's translations against the best's, Holm's correction over the column")
+
+
+def mark_significance(table_rows: list[dict[str, Any]], scoring: Scoring, first_seed: int) -> None:
+    """Per table and task: the best model (lowest mean KID over seeds) and, for each other model, whether its
+    difference from the best is significant at 5%. Adds to every row `p_vs_best` (Holm-adjusted over the
+    column), `diff_vs_best_low`/`_high` (95% paired bootstrap interval, x100) and `same_as_best`. Uses the
+    first seed's translations and the cached features; models whose translations are not of the same
+    source images as the best's are left unmarked (p NaN)."""
+    from eval.compare import compare_pair, holm
+
+    nan = float("nan")
+    columns: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
+    for row in table_rows:
+        row.update(p_vs_best=nan, diff_vs_best_low=nan, diff_vs_best_high=nan, same_as_best=False)
+        columns.setdefault((row["table"], row["task"]), {}).setdefault(row["model"], []).append(row)
+    for models in columns.values():
+        means = {model: sum(r["kid"] for r in rows) / len(rows) for model, rows in models.items()}
+        best = min(means, key=means.get)
+        for row in models[best]:
+            row.update(p_vs_best=1.0, diff_vs_best_low=0.0, diff_vs_best_high=0.0, same_as_best=True)
+
+        def first(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            return next((r for r in rows if r["seed"] in (None, first_seed)), rows[0])
+
+        reference = first(models[best])
+        best_features = scoring.scorer.features(reference["folders"]["fake"])
+        real = scoring.scorer.features(reference["folders"]["real"]).features
+        source = reference["folders"].get("source")
+        source = scoring.scorer.features(source).features if source and reference["protocol"] == "mean" else None
+        compared = []
+        for model, rows in models.items():
+            features = scoring.scorer.features(first(rows)["folders"]["fake"])
+            if model == best or features.names != best_features.names:
+                continue
+            pair = compare_pair(real, features.features, best_features.features, source, reference["protocol"],
+                                scoring.settings.max_block_size, SIGNIFICANCE_RESAMPLES, seed=0, device=scoring.scorer.device)
+            compared.append((rows, pair))
+        for (rows, pair), adjusted in zip(compared, holm([pair.p_value for _, pair in compared])):
+            for row in rows:
+                row.update(p_vs_best=adjusted, diff_vs_best_low=pair.ci_low_x100, diff_vs_best_high=pair.ci_high_x100,
+                           same_as_best=adjusted >= 0.05)
 
 
 def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]],

@@ -79,9 +79,28 @@ def test_wrong_types_are_refused(write_yaml, snippet, expected):
     ("train:\n  image_size: 8\n", "train.image_size: must be between 16 and 4096"),
     ("train:\n  seeds: [1, 1]\n", "train.seeds: repeated seed"),
     ("train:\n  lr: -0.1\n", "train.lr: must be positive"),
+    ("eval:\n  max_block_size: 0\n", "eval.max_block_size: must be between 1 and"),
+    ("eval:\n  subsets: 0\n", "eval.subsets: must be between 1 and"),
+    ("eval:\n  subset_size: 0\n", "eval.subset_size: must be between 1 and"),
+    ("eval:\n  batch_size: 0\n", "eval.batch_size: must be between 1 and"),
 ])
 def test_impossible_values_are_refused(write_yaml, snippet, expected):
     assert expected in error_of(write_yaml("e.yaml", MINIMAL + snippet))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: ..\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}]\n", "name: '..' must be a plain folder name"),
+    ("name: .\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}]\n", "name: '.' must be a plain folder name"),
+    ("name: a/b\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}]\n", "name: 'a/b' must be a plain folder name"),
+    ("name: x\ndatasets: [{name: ..}]\nmethods: [{name: dummy}]\n", "datasets[0].name: '..' is not a plain folder name"),
+    ("name: x\ndatasets: [{name: 'data/x'}]\nmethods: [{name: dummy}]\n", "datasets[0].name: 'data/x' is not a plain folder name"),
+    ("name: x\ndatasets: [{name: shapes, directions: [a2b, a2b]}]\nmethods: [{name: dummy}]\n",
+     "datasets[0].directions: repeated direction"),
+    ("name: x\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}]\n"
+     "external: [{label: y, dataset: horse2zebra, direction: a2b, folder: f}]\n", "which is not in datasets"),
+])
+def test_names_directions_and_external_datasets_are_checked(write_yaml, text, expected):
+    assert expected in error_of(write_yaml("e.yaml", text))
 
 
 def test_scientific_notation_without_dot_is_a_float(write_yaml):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import stat
 import tarfile
 import threading
 import zipfile
@@ -45,6 +46,7 @@ class ArchiveServer:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.honour_range = True
+        self.cut_after: dict[str, int] = {}   # path -> bytes sent before the connection drops
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,7 +69,10 @@ class ArchiveServer:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
-                self.wfile.write(data[start:])
+                cut = server.cut_after.pop(self.path, None)
+                self.wfile.write(data[start:] if cut is None else data[start:start + cut])
+                if cut is not None:
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -229,6 +234,7 @@ def test_force_replaces_only_after_the_new_copy_is_complete(server, tmp_path):
         install_dataset(broken, tmp_path, force=True, progress=False, log=lambda _: None)
     assert (tmp_path / "horse2zebra" / "trainB" / "004.png").exists()   # the old copy survived
     bigger = dict(GOOD_COUNTS, trainA=4)
+    (tmp_path / "datasets.lock.json").unlink()   # accept another archive, as the checksum refusal says to
     report = install_dataset(info_for(server, "/h2z-v2.zip", make_zip(bigger)), tmp_path, force=True,
                              progress=False, log=lambda _: None)
     assert report.counts["trainA"] == 4
@@ -245,3 +251,43 @@ def test_local_archive_and_command_line(tmp_path, capsys):
     assert archive.exists()                             # a user's own archive is never deleted
     assert main(["--download", "nonesuch", "--data-root", str(tmp_path)]) == 2
     assert "unknown dataset 'nonesuch'" in capsys.readouterr().err
+
+
+def test_a_download_shorter_than_its_content_length_is_not_taken_for_complete(server, tmp_path):
+    data = make_zip(GOOD_COUNTS)
+    server.files["/short.zip"] = data
+    server.cut_after["/short.zip"] = 100
+    destination = tmp_path / "short.zip"
+    with pytest.raises(DownloadError, match=f"(got 100 of {len(data)} bytes|connection broke after 100 bytes)"):
+        fetch(server.url("/short.zip"), destination, progress=False)
+    assert not destination.exists() and (tmp_path / "short.zip.part").stat().st_size == 100
+    fetch(server.url("/short.zip"), destination, progress=False)   # the same command again resumes
+    assert destination.read_bytes() == data and server.requests[-1][1] == "bytes=100-"
+
+
+def test_a_zip_entry_that_is_a_symbolic_link_is_refused(server, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for split, count in GOOD_COUNTS.items():
+            for index in range(count):
+                bundle.writestr(f"horse2zebra/{split}/{index:03d}.png", png_bytes(index))
+        link = zipfile.ZipInfo("horse2zebra/trainA/link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        bundle.writestr(link, "/etc/passwd")
+    info = info_for(server, "/link.zip", buffer.getvalue())
+    with pytest.raises(UnsafeArchiveError, match="link.png.*link or special file"):
+        install_dataset(info, tmp_path, progress=False, log=lambda _: None)
+    assert not (tmp_path / "horse2zebra").exists()
+
+
+def test_an_archive_without_a_published_checksum_is_pinned_at_first_install(server, tmp_path):
+    import json
+    first = make_zip(GOOD_COUNTS)
+    info = info_for(server, "/pin.zip", first)
+    install_dataset(info, tmp_path, progress=False, log=lambda _: None)
+    lock = json.loads((tmp_path / "datasets.lock.json").read_text())
+    assert lock["horse2zebra"]["sha256"] == hashlib.sha256(first).hexdigest()
+    server.files["/pin.zip"] = make_zip({**GOOD_COUNTS, "trainA": 4})   # the archive changed at its source
+    with pytest.raises(DownloadError, match="recorded .* when it was first installed"):
+        install_dataset(info, tmp_path, force=True, progress=False, log=lambda _: None)
+    assert len(list((tmp_path / "horse2zebra" / "trainA").iterdir())) == 3   # the installed copy is kept

@@ -70,6 +70,9 @@ def test_reduced_smoke_experiment_end_to_end(experiment, tmp_path, capsys):
     assert "| Model | tiny_a2b | tiny_b2a |" in markdown and "not comparable with the paper" in markdown
     assert "trained 6 iterations (reference length: 1,000,000)" in markdown and markdown.count("**") >= 4
     assert "--tables-only" in markdown
+    assert "Bold: the best KID of each column, and every model whose difference from it is not significant" in markdown
+    for row in table1:
+        assert row["same_as_best"] in ("True", "False") and 0.0 <= float(row["p_vs_best"]) <= 1.0
     figures = results / "figures"
     assert (figures / "compare_tiny_a2b.png").exists() and (figures / "compare_tiny_b2a.png").exists()
     assert len(list((figures / "curves").glob("*.png"))) == 2   # the identity has no losses to draw
@@ -160,3 +163,34 @@ tables: [table3]
     assert float(rows["Real B (authors' code)"]["kid"]) < float(rows["Identity (no translation)"]["kid"])
     assert "copied test images" in rows["Real B (authors' code)"]["notes"]
     assert json.loads(next((tmp_path / "results" / "ext" / "external").glob("*.json")).read_text())["task"] == "tiny_a2b"
+
+
+def test_changed_translations_are_scored_again(experiment, tmp_path, capsys):
+    assert main([str(experiment), "--only", "identity", "--no-progress"]) == 0
+    run = next((tmp_path / "runs" / "tiny").glob("identity-*"))
+    before = json.loads((run / "result.json").read_text())["directions"]["a2b"]["scores"]
+    first, second = sorted((run / "translations" / "a2b").glob("*.png"))[:2]
+    first.write_bytes(second.read_bytes())   # one translation replaced by another image, same name
+    capsys.readouterr()
+    assert main([str(experiment), "--only", "identity", "--no-progress"]) == 0
+    assert "score a2b" in work_column(capsys.readouterr().out)["Identity (no translation)"]
+    after = json.loads((run / "result.json").read_text())["directions"]["a2b"]["scores"]
+    assert [s["kid_x100"] for s in after.values()] != [s["kid_x100"] for s in before.values()]
+
+
+def test_translations_of_a_partly_trained_model_are_replaced_after_more_training(experiment, killed_ugatit_run,
+                                                                                   tmp_path, capsys):
+    """--eval-only at step 3, then the full run to step 6: translated and scored again, and the table shows step 6."""
+    assert main([str(experiment), "--only", "*light-s0-*", "--eval-only", "--no-progress"]) == 0
+    table = lambda: {r["task"]: r for r in read_csv(tmp_path / "results" / "e2e" / "table1.csv") if r["model"] == "U-GAT-IT"}
+    at_step_3 = table()
+    assert {r["iterations"] for r in at_step_3.values()} == {"3"}
+    capsys.readouterr()
+    assert main([str(experiment), "--only", "*light-s0-*", "--no-progress"]) == 0
+    work = work_column(capsys.readouterr().out)["U-GAT-IT"]
+    assert work.startswith("train 3->6") and "translate a2b" in work and "score a2b" in work
+    at_step_6 = table()
+    assert {r["iterations"] for r in at_step_6.values()} == {"6"}
+    assert at_step_6["tiny_a2b"]["kid"] != at_step_3["tiny_a2b"]["kid"]
+    run = next((tmp_path / "runs" / "tiny").glob("ugatit-*-light-s0-*"))
+    assert json.loads((run / "translations" / "a2b" / "translations.json").read_text())["step"] == 6

@@ -199,7 +199,7 @@ def test_an_install_removes_what_a_killed_install_left(tmp_path):
     archive = tmp_path / "d.zip"
     archive.write_bytes(zip_of(dataset_entries()))
     install_dataset(INFO, root, archive=archive, log=lambda _: None)
-    assert leftovers(root) == ["d"]
+    assert leftovers(root) == ["d", "datasets.lock.json"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -94,3 +94,20 @@ def test_a_foreign_file_is_not_taken_for_a_checkpoint(tmp_path):
     torch.save({"genA2B": {}}, path)
     with pytest.raises(ValueError, match="not a checkpoint of this harness"):
         load_checkpoint(path)
+
+
+def test_the_learning_rate_each_step_of_a_real_training_used(dataset, tmp_path):
+    """The rate the optimiser held when each step ran: constant for the first half, then down by equal
+    amounts to 0 at the last iteration (the paper's schedule), over a real train() call."""
+    config = TrainConfig(iterations=10, schedule="linear_decay", checkpoint_every=10, log_every=10, image_size=16,
+                         num_workers=0)
+    method = create_method("dummy", train=config)
+    used, real_step = [], method.train_step
+
+    def recording(real_a, real_b):
+        used.append(method.optimizer.param_groups[0]["lr"])
+        return real_step(real_a, real_b)
+
+    method.train_step = recording
+    train(method, dataset, tmp_path, config, {}, CPU, progress=False)
+    assert used == pytest.approx([0.01 * m for m in (1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2, 0.0)])

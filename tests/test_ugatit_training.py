@@ -113,6 +113,49 @@ def test_one_iteration_has_the_official_codes_losses_and_gradients():
     assert compared == sum(len(list(n.parameters())) for n in official.values())
 
 
+def test_three_iterations_match_the_official_code_at_a_real_learning_rate():
+    """Three iterations at lr 1e-3, with unequal loss weights, against the official iteration: the losses
+    of every step and the weights after the last. A step whose generator update saw the discriminators
+    before their update, swapped loss weights, an unweighted discriminator loss or other Adam betas
+    would all differ."""
+    torch.manual_seed(0)
+    size, lr, weights = 32, 1e-3, (1.5, 7.0, 3.0, 900.0)     # adversarial, cycle, identity, CAM
+    official = official_networks(ngf=4, n_blocks=1, img_size=size, light=True,
+                                 global_layers=discriminator_downsamplings(size, 5) + 2,
+                                 local_layers=discriminator_downsamplings(size, 3) + 2)
+    batches = [(batch(10 + step, size), batch(20 + step, size)) for step in range(3)]
+    with torch.no_grad():   # converge the spectral-norm estimates, as in the one-iteration test
+        for name, network in official.items():
+            for _ in range(60 if name.startswith("dis") else 0):
+                network(torch.cat([batches[0][0], batches[0][1]]))
+    method = create_method("ugatit", train=TrainConfig(image_size=size, iterations=1000, lr=lr, schedule="constant"),
+                           width=4, n_res=1, light=True, preset="official_pytorch", adv_weight=weights[0],
+                           cycle_weight=weights[1], identity_weight=weights[2], cam_weight=weights[3])
+    method.load_networks(official_to_project_states({k: v.state_dict() for k, v in official.items()}))
+    start = {name: {k: v.detach().clone() for k, v in network.state_dict().items()} for name, network in official.items()}
+    g_optim, d_optim = official_optimizers(official, lr=lr)
+    # A larger Adam epsilon in both: gradients near zero, whose sign is rounding noise between two correct
+    # implementations, would otherwise each take a full +-lr step one way or the other.
+    for optimizer in (method.g_optim, method.d_optim, g_optim, d_optim):
+        for group in optimizer.param_groups:
+            group["eps"] = 1e-3
+    for step, (real_a, real_b) in enumerate(batches):
+        method.set_step(step)
+        ours = method.train_step(real_a, real_b)
+        d_loss, g_loss = official_train_step(official, g_optim, d_optim, real_a, real_b, weights=weights)
+        assert float(ours["loss_D"]) == pytest.approx(d_loss, rel=1e-4), step
+        assert float(ours["loss_G"]) == pytest.approx(g_loss, rel=1e-4), step
+    # The weights after three updates: the change of each network, ours against the official code's.
+    for name, network in official.items():
+        rename = generator_key if name.startswith("gen") else discriminator_key
+        ours_state = method.networks[name].state_dict()
+        theirs = torch.cat([(v - start[name][k]).flatten() for k, v in network.state_dict().items()
+                            if k in start[name] and v.is_floating_point() and not k.endswith(("_u", "_v"))])
+        mine = torch.cat([(ours_state[rename(k)] - start[name][k]).flatten() for k, v in network.state_dict().items()
+                          if k in start[name] and v.is_floating_point() and not k.endswith(("_u", "_v"))])
+        assert theirs.norm() > 0 and (mine - theirs).norm() / theirs.norm() < 0.02, name
+
+
 @pytest.fixture
 def dataset(tiny_dataset):
     return UnpairedTrainingSet(tiny_dataset, StreamSettings(image_size=16, load_size=18, seed=0))

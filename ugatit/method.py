@@ -8,10 +8,11 @@ the generator's auxiliary classifier, attention and CAM loss, `d_cam: false` the
 
 One training iteration (official code, UGATIT.py, and the same mathematics here):
   1. translate each real batch once; the same translations serve the discriminator update
-     (detached) and the generator update. The official code runs both generators again for the
-     generator update and back-propagates the discriminator loss into the generators only to
-     discard those gradients; here each generator runs twice per iteration (translation and
-     identity batched together, then the cycle), instead of six times in all.
+     (detached) and the generator update. The official code runs the generators 8 times per
+     iteration (2 in the discriminator step, whose loss it back-propagates into them only to discard
+     those gradients, and 6 in the generator step); here they run 3 times: G_{A->B} on [x_A, x_B]
+     (translation and identity) and on G_{B->A}(x_B) (the cycle), G_{B->A} once on
+     [x_B, x_A, G_{A->B}(x_A)]: 6n images through a generator against 8n.
   2. update the four discriminators on real vs. detached fake images (Eq. 2 and 6);
   3. update both generators (Eq. 2-5, weighted as Eq. 7); the backward pass asks for the
      generators' gradients only, so no discriminator weight gradient is computed;

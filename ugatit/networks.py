@@ -12,7 +12,13 @@ classifier's logits [GAP, GMP] (N x 2), and the attention heatmap (channel sum o
 features, N x 1 x h x w), as the official code does; cam_logit and heatmap are None without CAM.
 
 A `Preset` gathers the documented differences between the paper and the official PyTorch code
-(docs/ugatit.md); `paper` is the default.
+(docs/ugatit.md); `paper` is the default. Both presets share, with the PyTorch code: the generator's
+CAM classifier as two bias-free heads (GAP and GMP; the paper and the TF code: one shared head with a
+bias), the encoder's instance norm without learned affine (TF: with), and spectral normalisation by
+`torch.nn.utils.parametrizations` (15 power iterations at construction, then one per discriminator
+call, u before v; the official code's old API does none at construction, v before u, and calls real
+and fake separately, so the two estimates agree only once converged). The train-time resize keeps the paper's 286/256 ratio at other sizes;
+the official code adds 30 pixels.
 """
 
 from __future__ import annotations
