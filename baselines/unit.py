@@ -51,12 +51,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from baselines.blocks import (MIN_SCALE_SIZE, MultiScaleDiscriminator, ResBlock, content_encoder,
+                             discriminator_scales, upsampling_head)
 from bench.config import TrainConfig
-from bench.gan import adam, initialise_kaiming, initialise_normal, lsgan
+from baselines.shared_trainer import SharedTrainer
+from bench.gan import lsgan
 from bench.methods import Method, check_direction, register_method
-from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
-
-MIN_SCALE_SIZE = 16   # four stride-2 convs with reflection padding need 16 px at the smallest scale
 
 
 @dataclass(frozen=True)
@@ -75,90 +75,17 @@ class UNITOptions:
     gamma: float = 0.5
 
 
-class UNITLayerNorm(nn.Module):
-    """The reference's LayerNorm: (x - mean) / (std + eps) over (C, H, W), unbiased std, gamma ~ U[0, 1)."""
-
-    def __init__(self, channels: int, eps: float = 1e-5):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.rand(channels))
-        self.beta = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1)
-        mean = flat.mean(dim=1).view(-1, 1, 1, 1)
-        std = flat.std(dim=1).view(-1, 1, 1, 1)
-        return (x - mean) / (std + self.eps) * self.gamma.view(1, -1, 1, 1) + self.beta.view(1, -1, 1, 1)
-
-
-def conv_block(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, norm: str,
-               activation: str) -> nn.Sequential:
-    """Reflection pad, conv (with bias), optional norm, optional activation: the reference's Conv2dBlock
-    (the notes' C<kernel>-<stride>-<padding>)."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel, stride, padding, padding_mode="reflect")]
-    if norm == "in":
-        layers.append(nn.InstanceNorm2d(out_channels))
-    elif norm == "ln":
-        layers.append(UNITLayerNorm(out_channels))
-    layers.append({"relu": nn.ReLU(inplace=True), "lrelu": nn.LeakyReLU(0.2, inplace=True), "tanh": nn.Tanh(),
-                   "none": nn.Identity()}[activation])
-    return nn.Sequential(*layers)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(conv_block(channels, channels, 3, 1, 1, "in", "relu"), conv_block(channels, channels, 3, 1, 1, "in", "none"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-def encoder(width: int, n_res: int) -> nn.Sequential:
-    return nn.Sequential(conv_block(3, width, 7, 1, 3, "in", "relu"), conv_block(width, width * 2, 4, 2, 1, "in", "relu"),
-                         conv_block(width * 2, width * 4, 4, 2, 1, "in", "relu"), *[ResBlock(width * 4) for _ in range(n_res)])
-
-
 def decoder(width: int, n_res: int) -> nn.Sequential:
-    return nn.Sequential(*[ResBlock(width * 4) for _ in range(n_res)],
-                         nn.Upsample(scale_factor=2, mode="nearest"), conv_block(width * 4, width * 2, 5, 1, 2, "ln", "relu"),
-                         nn.Upsample(scale_factor=2, mode="nearest"), conv_block(width * 2, width, 5, 1, 2, "ln", "relu"),
-                         conv_block(width, 3, 7, 1, 3, "none", "tanh"))
+    """Residual blocks (IN), then the shared up-sampling head (nearest x2, 5x5 conv, LN, ReLU; twice; 7x7 conv, tanh)."""
+    return nn.Sequential(*[ResBlock(width * 4) for _ in range(n_res)], *upsampling_head(width))
 
-
-class MultiScaleDiscriminator(nn.Module):
-    def __init__(self, width: int, n_scales: int):
-        super().__init__()
-        self.scales = nn.ModuleList(
-            nn.Sequential(conv_block(3, width, 4, 2, 1, "none", "lrelu"), conv_block(width, width * 2, 4, 2, 1, "none", "lrelu"),
-                          conv_block(width * 2, width * 4, 4, 2, 1, "none", "lrelu"),
-                          conv_block(width * 4, width * 8, 4, 2, 1, "none", "lrelu"), nn.Conv2d(width * 8, 1, 1))
-            for _ in range(n_scales))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = []
-        for index, scale in enumerate(self.scales):
-            if index:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            outputs.append(scale(x))
-        return outputs
-
-
-def discriminator_scales(image_size: int, wanted: int) -> int:
-    """The wanted number of scales, or fewer when the smallest image would be under 16 px."""
-    scales, size = 0, image_size
-    while scales < wanted and size >= MIN_SCALE_SIZE:
-        scales += 1
-        size = (size + 1) // 2
-    return scales
 
 
 @register_method("unit")
-class UNITMethod(Method):
+class UNITMethod(SharedTrainer, Method):
     """UNIT; see the module docstring."""
 
     Options = UNITOptions
-    reference_schedule = "step"              # x0.5 every 100,000 iterations
 
     @classmethod
     def check_settings(cls, options: UNITOptions, train: TrainConfig) -> list[str]:
@@ -190,32 +117,14 @@ class UNITMethod(Method):
     def __init__(self, options: UNITOptions, train: TrainConfig, device: torch.device):
         super().__init__(options, train, device)
         w, r = options.width, options.n_res
-        self.encoder_a, self.encoder_b = encoder(w, r), encoder(w, r)
+        self.encoder_a, self.encoder_b = content_encoder(w, r), content_encoder(w, r)
         self.decoder_a, self.decoder_b = decoder(w, r), decoder(w, r)
         scales = discriminator_scales(train.image_size, options.n_scales)
         self.dis_a, self.dis_b = MultiScaleDiscriminator(w, scales), MultiScaleDiscriminator(w, scales)
         generators = nn.ModuleDict({"encoder_a": self.encoder_a, "decoder_a": self.decoder_a,
                                     "encoder_b": self.encoder_b, "decoder_b": self.decoder_b})
         discriminators = nn.ModuleDict({"dis_a": self.dis_a, "dis_b": self.dis_b})
-        initialise_kaiming(generators)            # init: kaiming (LN gamma keeps its U[0, 1) start)
-        initialise_normal(discriminators, 0.02)   # the reference re-initialises its discriminators N(0, 0.02)
-        self.networks = nn.ModuleDict({**generators, **discriminators}).to(self.device)
-        self.g_parameters = list(generators.parameters())
-        self.d_parameters = list(discriminators.parameters())
-        self.base_lr = train.lr if train.lr is not None else options.lr
-        self.g_optim = adam(self.g_parameters, lr=self.base_lr, weight_decay=options.weight_decay)
-        self.d_optim = adam(self.d_parameters, lr=self.base_lr, weight_decay=options.weight_decay)
-        self.schedule = resolve_schedule(train, self.reference_schedule)
-
-    def set_step(self, step: int) -> None:
-        o = self.options
-        lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start,
-                                          step_size=o.step_size, gamma=o.gamma)
-        set_learning_rate(self.g_optim, lr)
-        set_learning_rate(self.d_optim, lr)
-
-    def extra_stats(self) -> dict[str, float]:
-        return {"lr": self.g_optim.param_groups[0]["lr"]}
+        self.setup_training(generators, discriminators)
 
     @staticmethod
     def _sample(mu: torch.Tensor) -> torch.Tensor:
@@ -230,14 +139,7 @@ class UNITMethod(Method):
         with torch.no_grad():
             fake_ba = self.decoder_a(self._sample(self.encoder_b(real_b)))
             fake_ab = self.decoder_b(self._sample(self.encoder_a(real_a)))
-        d_loss = torch.zeros((), device=self.device)
-        for discriminator, real, fake in ((self.dis_a, real_a, fake_ba), (self.dis_b, real_b, fake_ab)):
-            for logits in discriminator(torch.cat([real, fake])):
-                d_loss = d_loss + lsgan(logits[n:], 0.0) + lsgan(logits[:n], 1.0)
-        d_loss = o.gan_weight * d_loss
-        self.d_optim.zero_grad(set_to_none=True)
-        d_loss.backward(inputs=self.d_parameters)
-        self.d_optim.step()
+        d_loss = self.discriminator_step([(self.dis_a, real_a, fake_ba), (self.dis_b, real_b, fake_ab)])
 
         # Generators: within-domain reconstruction and translation from one sampled code each.
         mu_a, mu_b = self.encoder_a(real_a), self.encoder_b(real_b)
@@ -271,11 +173,3 @@ class UNITMethod(Method):
         check_direction(direction)
         encode, decode = (self.encoder_a, self.decoder_b) if direction == "a2b" else (self.encoder_b, self.decoder_a)
         return decode(encode(images))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"networks": self.networks.state_dict(), "G_optim": self.g_optim.state_dict(), "D_optim": self.d_optim.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.networks.load_state_dict(state["networks"])
-        self.g_optim.load_state_dict(state["G_optim"])
-        self.d_optim.load_state_dict(state["D_optim"])
