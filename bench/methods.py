@@ -21,6 +21,8 @@ picture of the model for fixed test images; the default shows input, translation
 `sample_columns` (its column titles), `reference_schedule` (the schedule when the experiment leaves
 it to the method), `identity_options` (the options that define a run),
 `translate_with_attention` (translations and attention heatmaps, drawn beside the translations),
+`test_settings` (how test translations are drawn; multimodal methods derive from
+bench.multimodal.MultimodalMethod),
 and `reference_iterations` (the reference training length, used when train.iterations is null
 and by the tables), `deviations` and `tables` (for the tables' rows and footnotes).
 
@@ -53,8 +55,6 @@ METHOD_PACKAGES = ("bench.simple_methods", "ugatit", "baselines")
 # Methods of the paper's Table 3 that this benchmark knows of but does not implement yet: an
 # experiment may list them; they are reported as missing, never silently dropped.
 PLANNED_METHODS = {
-    "munit": "MUNIT",
-    "drit": "DRIT",
     "aggan": "AGGAN",
     "cartoongan": "CartoonGAN",
 }
@@ -102,6 +102,12 @@ class Method(abc.ABC):
         plain = dict(plain) if isinstance(plain, dict) else {}
         plain.pop("lr", None)
         return plain
+
+    @classmethod
+    def test_settings(cls, options: Any) -> dict[str, Any]:
+        """How its test translations are drawn, recorded with each evaluation: {} for a method with one
+        deterministic output per image; style, samples and seed for a multimodal one (bench.multimodal)."""
+        return {}
 
     @classmethod
     def deviations(cls, options: Any, train: TrainConfig) -> list[str]:

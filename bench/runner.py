@@ -22,8 +22,10 @@ Run folder:
     stats.jsonl                  one line per logged iteration
     samples/step_<step>.png      sample sheets of fixed test images
     training.json                written when training has finished
-    translations/<direction>/    one PNG per test image (bench.translate); attention/ for U-GAT-IT
-    result.json                  per direction: task, translation folder, scores per evaluation setting
+    translations/<direction>/    one PNG per test image (bench.translate); attention/ for U-GAT-IT;
+                                 <direction>-<test settings>/ for a multimodal method's other settings
+    result.json                  per evaluation (direction [+ test settings]): task, translation folder,
+                                 test settings, scores per evaluation setting
 
 Experiment results, in `<results_dir>/<name>/`: scores.csv, the requested tables (eval/tables.py),
 external/ (scores of translations made elsewhere) and figures/ (eval/figures.py).
@@ -55,6 +57,7 @@ from bench.data import (DataError, SortedImageFolder, StreamSettings, UnpairedTr
 from bench.datasets import CATALOGUE, PAPER_DATASETS, dataset_info, how_to_get, missing_splits
 from bench.environment import git_revision, package_versions, resolve_device
 from bench.files import DiskFullError, UnreadableFileError, atomic_write_json, cache_root, is_disk_full
+from bench.multimodal import evaluation_key
 from bench.synthetic import SyntheticSpec, is_current, write_dataset
 from bench.train import CheckpointError, checkpoint_path, load_checkpoint, train
 from bench.translate import MANIFEST as TRANSLATION_MANIFEST, completeness_problem, read_manifest, translate_with_method
@@ -451,13 +454,17 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
     record = _read_json(run_dir / RESULT_FILE) or {}
     directions = record.get("directions", {})
     info = dataset_info(training.dataset.name)
+    test_settings = method_registry.method_class(training.method.name).test_settings(training.method.options)
     for direction in training.dataset.directions:
         source_split, target_split = _splits(direction)
-        output = run_dir / "translations" / direction
+        key = evaluation_key(direction, test_settings)
+        output = run_dir / "translations" / key
         manifest = read_manifest(output)
         problem = completeness_problem(output, dataset_dir / source_split)   # by file names: nothing is decoded
         if problem is None and manifest.get("step") != steps:
             problem = f"made at step {manifest.get('step')}, the model is at step {steps}"
+        if problem is None and manifest.get("test_settings", {}) != test_settings:
+            problem = f"made with test settings {manifest.get('test_settings')}, now {test_settings}"
         if problem is not None:
             if problem != "no manifest":
                 log.info("translating %s again: %s", output, problem)
@@ -465,17 +472,18 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
                 method, _ = _method_from_checkpoint(training, train_config, device)
             translate_with_method(method, direction, dataset_dir / source_split, output, image_size, device,
                                   on_bad_image=experiment.data.on_bad_image, progress=progress,
-                                  extra_manifest={"direction": direction, "step": steps})
-            work.append(f"translate {direction}")
-        entry = directions.get(direction, {})
+                                  extra_manifest={"direction": direction, "step": steps},
+                                  exemplar_dir=dataset_dir / target_split)
+            work.append(f"translate {key}")
+        entry = directions.get(key, {})
         scores = entry.get("scores", {})
         score, computed = scoring.score(scores.get(scoring.settings_key), dataset_dir / target_split, output,
                                         dataset_dir / source_split)
         if computed:
-            work.append(f"score {direction}")
+            work.append(f"score {key}")
         scores[scoring.settings_key] = score
-        directions[direction] = {"task": info.task_name(direction), "translations": str(output), "step": steps,
-                                 "scores": scores}
+        directions[key] = {"task": info.task_name(direction), "direction": direction, "translations": str(output),
+                           "step": steps, "scores": scores, **({"test_settings": test_settings} if test_settings else {})}
     atomic_write_json(run_dir / RESULT_FILE, {"run_id": training.run_id, "variant": training.variant,
                                               "method": training.method.name, "dataset": training.dataset.name,
                                               "seed": training.seed, "steps": steps, "directions": directions})
@@ -613,8 +621,10 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
             run_notes.append(f"trained {record['steps']:,} iterations (reference length: {reference:,})")
         if experiment.train.image_size != PAPER_IMAGE_SIZE:
             run_notes.append(f"{experiment.train.image_size} px images (paper: {PAPER_IMAGE_SIZE})")
-        for direction, entry in record["directions"].items():
-            score = entry["scores"].get(scoring.settings_key)
+        test_settings = method_class.test_settings(training.method.options)
+        for direction in training.dataset.directions:
+            entry = record["directions"].get(evaluation_key(direction, test_settings))
+            score = entry["scores"].get(scoring.settings_key) if entry else None
             if score is None:
                 continue
             rows.append(score_row(training.variant, training.method.name, training.dataset.name, entry["task"], direction,
@@ -652,7 +662,7 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     table_rows = [dict(row, table=table) for row in rows for table in row["tables"]]
     mark_significance(table_rows, scoring, experiment.train.seeds[0])
     written = write_tables(table_rows, experiment.tables, plan.results_dir, experiment.name, task_groups, models,
-                           regenerate_command(plan), SIGNIFICANCE + f"; with several seeds, the first seed's translations")
+                           regenerate_command(plan), SIGNIFICANCE + "; with several seeds, the first seed's translations")
     written += write_figures(plan, external, rows)
     for path in written:
         print(f"wrote {path}")
@@ -727,7 +737,8 @@ def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any
             task = info.task_name(direction)
             columns, attention = [], None
             for training in plan.trainings:
-                folder = training.run_dir / "translations" / direction
+                folder = training.run_dir / "translations" / evaluation_key(
+                    direction, method_registry.method_class(training.method.name).test_settings(training.method.options))
                 if training.dataset.name != dataset.name or training.seed != first_seed or not (folder / TRANSLATION_MANIFEST).exists():
                     continue
                 columns.append((training.variant, folder))

@@ -1,6 +1,7 @@
 """Translate a folder of test images with any method: one PNG per input, same file stem.
 
     python -m bench.translate CHECKPOINT INPUT_DIR OUTPUT_DIR --direction a2b [--no-attention]
+        [--style random|mean|exemplar --samples K --style-seed S --exemplars TARGET_DIR]   (MUNIT, DRIT)
 
 takes a checkpoint of any method trained by this harness (the method and its options are read from
 the checkpoint) or an official UGATIT-pytorch checkpoint.
@@ -38,7 +39,8 @@ def to_uint8_images(batch: torch.Tensor) -> np.ndarray:
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def output_names(test_set: SortedImageFolder) -> list[str]:
+def output_names(test_set: SortedImageFolder, samples_per_input: int = 1) -> list[str]:
+    """One PNG name per translation: the input's stem, with "-k<sample>" when there are several per input."""
     names = [Path(path).stem + ".png" for path in test_set.files]
     if len(set(names)) != len(names):
         seen, clashes = set(), []
@@ -48,6 +50,8 @@ def output_names(test_set: SortedImageFolder) -> list[str]:
             seen.add(name)
         raise ValueError(f"{test_set.folder}: files share a name apart from the extension ({clashes[:3]}); "
                          "their translations would overwrite each other; rename them")
+    if samples_per_input > 1:
+        names = [f"{name[:-4]}-k{k}.png" for name in names for k in range(samples_per_input)]
     return names
 
 
@@ -55,16 +59,20 @@ def output_names(test_set: SortedImageFolder) -> list[str]:
 def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
                      input_dir: Path, output_dir: Path, image_size: int, device: torch.device, batch_size: int = 8,
                      on_bad_image: str = "fail", extra_manifest: dict | None = None, progress: bool = True,
-                     companion_dir_name: str | None = None) -> Path:
+                     companion_dir_name: str | None = None, samples_per_input: int = 1) -> Path:
     """Translate every image of `input_dir` with `translate` (a batch in [-1, 1] -> a batch in [-1, 1]).
 
     With `companion_dir_name`, `translate` returns (translations, companions): a second picture per
     input in [0, 1] (an attention overlay, say), saved under the same name in
     `output_dir/<companion_dir_name>/`. Scoring reads only the files directly in `output_dir`.
+    With `samples_per_input` K, `translate` returns K translations per input, image-major (input i's are
+    rows i*K .. i*K + K - 1), saved as <stem>-k<sample>.png; batches come in the folder's sorted order.
     """
+    if companion_dir_name and samples_per_input != 1:
+        raise ValueError("companion pictures need one translation per input")
     output_dir = Path(output_dir)
     test_set = SortedImageFolder(input_dir, image_size, on_bad_image)
-    names = output_names(test_set)
+    names = output_names(test_set, samples_per_input)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_dir.parent, f".{output_dir.name}.partial")
     partial = output_dir.with_name(owned_temporary_name(f".{output_dir.name}.partial"))
@@ -72,10 +80,13 @@ def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[to
     if companion_dir_name:
         (partial / companion_dir_name).mkdir()
     written = 0
-    bar = tqdm(total=len(test_set), desc=f"translate {Path(input_dir).name}", unit="img", disable=not progress, leave=False)
+    bar = tqdm(total=len(names), desc=f"translate {Path(input_dir).name}", unit="img", disable=not progress, leave=False)
     for images, _ in test_set.batches(batch_size):
         result = translate(images.to(device))
         outputs, companions = result if companion_dir_name else (result, None)
+        if outputs.shape[0] != images.shape[0] * samples_per_input:
+            raise RuntimeError(f"the translator returned {outputs.shape[0]} images for {images.shape[0]} inputs "
+                               f"({samples_per_input} per input expected)")
         arrays = to_uint8_images(outputs)
         extra = to_uint8_images(companions * 2 - 1) if companions is not None else [None] * len(arrays)
         for array, companion in zip(arrays, extra):
@@ -139,10 +150,26 @@ def _listed(folder: Path) -> list[Path]:
 
 def translate_with_method(method, direction: str, input_dir: Path, output_dir: Path, image_size: int,
                           device: torch.device, on_bad_image: str = "fail", progress: bool = True,
-                          extra_manifest: dict | None = None, attention: bool = True, batch_size: int = 8) -> Path:
-    """`translate_images` with a Method; a method that shows attention (U-GAT-IT) also gets its heatmaps
-    drawn over each input in output_dir/attention/."""
+                          extra_manifest: dict | None = None, attention: bool = True, batch_size: int = 8,
+                          exemplar_dir: Path | None = None) -> Path:
+    """`translate_images` with a Method. A method that shows attention (U-GAT-IT) also gets its heatmaps
+    drawn over each input in output_dir/attention/. A multimodal method (MUNIT, DRIT) translates with
+    the codes its test settings ask for (bench.multimodal), which the manifest records; the exemplar
+    style takes its codes from the images of `exemplar_dir` (the target domain's test images)."""
+    from bench.multimodal import MultimodalMethod, evaluation_translator
     from bench.visual import overlay
+
+    if isinstance(method, MultimodalMethod):
+        settings = method.test_settings(method.options)
+        exemplars = SortedImageFolder(exemplar_dir, image_size, on_bad_image) if exemplar_dir and settings["style"] == "exemplar" else None
+        if settings["style"] == "exemplar" and exemplars is None:
+            raise ValueError(f"{method.name}: test_style 'exemplar' needs the target domain's test images "
+                             "(--exemplars DIR with bench.translate)")
+        load = (lambda indices: torch.stack([exemplars[i][0] for i in indices])) if exemplars is not None else None
+        run = evaluation_translator(method, direction, settings, load, len(exemplars) if exemplars is not None else 0)
+        return translate_images(run, input_dir, output_dir, image_size, device, batch_size=batch_size,
+                                on_bad_image=on_bad_image, progress=progress, samples_per_input=settings["samples"],
+                                extra_manifest={**(extra_manifest or {}), "test_settings": settings})
 
     with_attention = getattr(method, "translate_with_attention", None) if attention else None
 
@@ -174,6 +201,22 @@ def method_from_checkpoint(path: Path, device: torch.device):
     return method, train.image_size, int(checkpoint["step"])
 
 
+def apply_test_settings(method, style: str | None, samples: int | None, seed: int | None) -> None:
+    """Replace a multimodal method's test-time options (command-line flags); refuse them for others."""
+    from bench.multimodal import MultimodalMethod, settings_problems, with_test_settings
+
+    if style is None and samples is None and seed is None:
+        return
+    if not isinstance(method, MultimodalMethod):
+        raise ValueError(f"--style, --samples and --style-seed apply to multimodal methods (munit, drit); "
+                         f"{method.name} has one deterministic translation per image")
+    options = with_test_settings(method.options, style, samples, seed)
+    problems = settings_problems(options)
+    if problems:
+        raise ValueError("; ".join(problems))
+    method.options = options
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -195,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--skip-bad-images", action="store_true", help="leave out unreadable files instead of stopping")
     parser.add_argument("--no-progress", action="store_true")
+    multimodal = parser.add_argument_group("multimodal methods (MUNIT, DRIT); default: the checkpoint's test options")
+    multimodal.add_argument("--style", choices=["random", "mean", "exemplar"],
+                            help="random: z ~ N(0, I) seeded by (--style-seed, image index); mean: z = 0; "
+                                 "exemplar: the code of a seeded random image of --exemplars")
+    multimodal.add_argument("--samples", type=int, help="translations per input image (named <stem>-k<i>.png)")
+    multimodal.add_argument("--style-seed", type=int, help="base seed of the codes")
+    multimodal.add_argument("--exemplars", help="the target domain's images, for --style exemplar")
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
@@ -206,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                                       on_bad_image="skip" if args.skip_bad_images else "fail", progress=not args.no_progress)
         else:
             method, image_size, step = method_from_checkpoint(Path(args.checkpoint), device)
+            apply_test_settings(method, args.style, args.samples, args.style_seed)
             output = translate_with_method(method, args.direction, Path(args.input_dir), Path(args.output_dir), image_size,
                                            device, on_bad_image="skip" if args.skip_bad_images else "fail",
                                            progress=not args.no_progress, attention=not args.no_attention,
                                            batch_size=args.batch_size,
+                                           exemplar_dir=Path(args.exemplars) if args.exemplars else None,
                                            extra_manifest={"checkpoint": str(args.checkpoint), "method": method.name,
                                                            "direction": args.direction, "step": step})
     except BadImageError as error:

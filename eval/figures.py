@@ -37,6 +37,12 @@ def _title(name: str, width: int = 16) -> str:
     return "\n".join(textwrap.wrap(name, width, break_long_words=True)) or name
 
 
+def _translation_of(folder: Path, stem: str) -> Path:
+    """The translation of input `stem`: <stem>.png, or the first of several per input (<stem>-k0.png)."""
+    single = folder / f"{stem}.png"
+    return single if single.exists() or not (folder / f"{stem}-k0.png").exists() else folder / f"{stem}-k0.png"
+
+
 def comparison_sheet(task: str, source_dir: Path, columns: list[tuple[str, Path]], out_path: Path,
                      attention_dir: Path | None = None, rows: int = 5, image_size: int = 128,
                      scores: dict[str, str] | None = None) -> Path:
@@ -54,7 +60,7 @@ def comparison_sheet(task: str, source_dir: Path, columns: list[tuple[str, Path]
         tiles = [load_rgb(source)]
         if attention_dir is not None:
             tiles.append(_open_or_blank(Path(attention_dir) / f"{source.stem}.png"))
-        tiles += [_open_or_blank(Path(folder) / f"{source.stem}.png") for _, folder in columns]
+        tiles += [_open_or_blank(_translation_of(Path(folder), source.stem)) for _, folder in columns]
         for column, tile in enumerate(tiles):
             axis = axes[row][column]
             axis.imshow(np.asarray(tile.resize((image_size, image_size), Image.Resampling.BILINEAR)))

@@ -1,5 +1,6 @@
 """CycleGAN and UNIT: parameter counts at the reference sizes, training, the image pool, determinism
-at test time, state round trips and exact resumption."""
+at test time, state round trips; exact resumption of all four baselines (the rest of MUNIT's and
+DRIT's tests: test_multimodal_baselines.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from bench.train import train
 from conftest import interrupt_at
 
 CPU = torch.device("cpu")
-TINY = {"cyclegan": dict(width=4, n_blocks=2, pool_size=3), "unit": dict(width=4, n_res=1)}
+TINY = {"cyclegan": dict(width=4, n_blocks=2, pool_size=3), "unit": dict(width=4, n_res=1),
+        "munit": dict(width=4, n_res=1, mlp_dim=8), "drit": dict(width=4, n_res=1)}
 
 
 def count(*modules) -> int:
@@ -97,9 +99,12 @@ def test_state_round_trips_through_weights_only_load(name):
     assert {k: float(v) for k, v in restored.train_step(batch(4), batch(5)).items()} == {k: float(v) for k, v in expected.items()}
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "unit"])
+@pytest.mark.parametrize("name", ["cyclegan", "unit", "munit", "drit"])
 def test_interrupted_training_resumes_exactly(name, tiny_dataset, tmp_path):
-    config = TrainConfig(iterations=6, checkpoint_every=3, log_every=1, image_size=32, num_workers=0)
+    # DRIT (batch 2) makes full updates at iterations 3, 6 and 9, D^c-only ones between: the cut at 5
+    # resumes from the checkpoint at 3, and iteration 9 shows whether the update at 6 was the same.
+    config = TrainConfig(iterations=9, checkpoint_every=3, log_every=1, image_size=32, num_workers=0,
+                         batch_size=2 if name == "drit" else 1)
     dataset = UnpairedTrainingSet(tiny_dataset, StreamSettings(32, 36))
 
     def fresh():

@@ -106,7 +106,7 @@ def broken_method():
 
 
 def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_yaml, tmp_path, capsys, broken_method):
-    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: munit}]")
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: aggan}]")
     assert main([str(path), "--no-progress"]) == 1
     output = capsys.readouterr().out
     assert "RuntimeError: this method always fails" in output
@@ -114,7 +114,7 @@ def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_y
     log_path = Path(log_line.split("see ")[1])
     assert "this method always fails" in log_path.read_text() and "Traceback" in log_path.read_text()
     assert re.search(r"dummy\s+tiny\s+0\s+done", output)
-    assert "Not run: MUNIT (munit) is not implemented yet" in output
+    assert "Not run: AGGAN (aggan) is not implemented yet" in output
 
 
 def test_readme_commands_and_ci_agree():
