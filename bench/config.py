@@ -96,10 +96,18 @@ class MethodSpec:
     label: str | None = None                        # row name in tables, e.g. "U-GAT-IT w/ IN"; default: the method's own
     options: Any = None                             # mapping validated into the method's options dataclass
     train: Any = None                               # this method's own iterations, batch_size, lr, schedule, decay_start
+    datasets: tuple[str, ...] | None = None         # run only on these of the experiment's datasets (default: all)
+    directions: tuple[Direction, ...] | None = None  # evaluate only these directions (default: each dataset's)
 
     def train_config(self, experiment_train: "TrainConfig") -> "TrainConfig":
         """The experiment's training settings with this method's own `train:` keys applied."""
         return self.train if self.train is not None else experiment_train
+
+    def directions_on(self, dataset: "DatasetSpec") -> tuple[str, ...]:
+        """The directions this entry evaluates on `dataset`: () when it does not run there."""
+        if self.datasets is not None and dataset.name not in self.datasets:
+            return ()
+        return tuple(d for d in dataset.directions if self.directions is None or d in self.directions)
 
 
 @dataclass(frozen=True)
@@ -477,7 +485,7 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
     from bench import methods as method_registry  # late import: methods import this module
 
     resolved = []
-    labels: dict[str, int] = {}
+    labels: dict[str, list[tuple[int, set[str]]]] = {}
     for index, spec in enumerate(experiment.methods):
         path: KeyPath = ("methods", index)
         where = origins.source_of(path + ("name",))
@@ -500,14 +508,41 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
             # Known to the benchmark but not implemented yet: planned, reported as missing, never dropped.
             options = dict(raw_options)
             label = spec.label or method_registry.planned_label(spec.name)
-        if label in labels:
+        _check_where_it_runs(experiment, spec, path, origins,
+                             method_registry.method_class(spec.name).directions if method_registry.is_registered(spec.name)
+                             else ("a2b", "b2a"))
+        # A label names one row of the tables: two entries may share it only on different datasets
+        # (e.g. one method with per-dataset reference settings).
+        runs_on = {d.name for d in experiment.datasets if spec.directions_on(d)}
+        clash = next((other for other, other_runs_on in labels.get(label, []) if other_runs_on & runs_on), None)
+        if clash is not None:
             raise ConfigError(
-                f"{where}: {format_key_path(path + ('label',))}: label {label!r} is already used by methods[{labels[label]}]; "
-                "give each variant its own label"
+                f"{where}: {format_key_path(path + ('label',))}: label {label!r} is already used by methods[{clash}] on "
+                f"the same dataset(s); give each variant its own label"
             )
-        labels[label] = index
+        labels.setdefault(label, []).append((index, runs_on))
         resolved.append(dataclasses.replace(spec, label=label, options=options, train=method_train))
     return dataclasses.replace(experiment, methods=tuple(resolved))
+
+
+def _check_where_it_runs(experiment: Experiment, spec: MethodSpec, path: KeyPath, origins: _Origins,
+                         supported: tuple[str, ...]) -> None:
+    """An entry's `datasets:` must name datasets of the experiment, and the method must be able to
+    translate every direction the entry would evaluate."""
+    names = [d.name for d in experiment.datasets]
+    for position, name in enumerate(spec.datasets or ()):
+        if name not in names:
+            raise _fail(origins, path + ("datasets", position),
+                        f"{name!r} is not one of the experiment's datasets ({', '.join(names)}); add it under `datasets:` "
+                        "or remove it here")
+    wanted = sorted({d for dataset in experiment.datasets for d in spec.directions_on(dataset)})
+    unsupported = [d for d in wanted if d not in supported]
+    if unsupported:
+        raise _fail(origins, path + ("name",),
+                    f"method {spec.name!r} translates {' and '.join(supported)} only, but this entry would evaluate "
+                    f"{', '.join(unsupported)}; add `directions: [{', '.join(supported)}]` to its entry")
+    if not wanted:
+        raise _fail(origins, path + ("datasets",), "this entry runs on none of the experiment's datasets and directions")
 
 
 def _method_train(overrides: Any, train: TrainConfig, origins: _Origins, path: KeyPath) -> TrainConfig | None:

@@ -55,7 +55,6 @@ METHOD_PACKAGES = ("bench.simple_methods", "ugatit", "baselines")
 # Methods of the paper's Table 3 that this benchmark knows of but does not implement yet: an
 # experiment may list them; they are reported as missing, never silently dropped.
 PLANNED_METHODS = {
-    "aggan": "AGGAN",
     "cartoongan": "CartoonGAN",
 }
 
@@ -66,6 +65,7 @@ class Method(abc.ABC):
     name: ClassVar[str] = ""                         # set by @register_method
     reference_schedule: ClassVar[str] = "constant"  # learning-rate schedule when train.schedule is "method"
     sample_columns: ClassVar[tuple[str, ...]] = ("input", "translation", "cycle")   # titles of sample_sheet's columns
+    directions: ClassVar[tuple[str, ...]] = ("a2b", "b2a")   # the directions it can translate (CartoonGAN: a2b)
 
     @dataclass(frozen=True)
     class Options:

@@ -42,7 +42,7 @@ import re
 import shlex
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,10 @@ def plan_experiment(experiment: Experiment, only: str | None = None, overrides: 
             continue
         method_class = method_registry.method_class(method.name)
         for dataset in experiment.datasets:
+            directions = method.directions_on(dataset)
+            if not directions:
+                continue   # the entry runs elsewhere (its `datasets:` / `directions:`)
+            dataset = replace(dataset, directions=directions)
             info = dataset_info(dataset.name)
             try:
                 train = method_registry.resolve_training(method_class, method.options, method.train_config(experiment.train),
@@ -735,15 +739,16 @@ def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any
         dataset_dir = experiment.data.resolved_root() / dataset.name
         for direction in dataset.directions:
             task = info.task_name(direction)
-            columns, attention = [], None
+            columns, attention, with_attention = [], [], set()   # one attention column per method: its first variant's
             for training in plan.trainings:
                 folder = training.run_dir / "translations" / evaluation_key(
                     direction, method_registry.method_class(training.method.name).test_settings(training.method.options))
                 if training.dataset.name != dataset.name or training.seed != first_seed or not (folder / TRANSLATION_MANIFEST).exists():
                     continue
                 columns.append((training.variant, folder))
-                if attention is None and (folder / "attention").is_dir():
-                    attention = folder / "attention"
+                if training.method.name not in with_attention and (folder / "attention").is_dir():
+                    attention.append((training.variant, folder / "attention"))
+                    with_attention.add(training.method.name)
             columns += [(item.label, Path(item.folder)) for item, _ in external if item.dataset == dataset.name and item.direction == direction]
             if columns and (dataset_dir / _splits(direction)[0]).is_dir():
                 scores = {name: kid_text[(name, task)] for name, _ in columns if (name, task) in kid_text}

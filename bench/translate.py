@@ -152,7 +152,7 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
                           device: torch.device, on_bad_image: str = "fail", progress: bool = True,
                           extra_manifest: dict | None = None, attention: bool = True, batch_size: int = 8,
                           exemplar_dir: Path | None = None) -> Path:
-    """`translate_images` with a Method. A method that shows attention (U-GAT-IT) also gets its heatmaps
+    """`translate_images` with a Method. A method that shows attention (U-GAT-IT, AGGAN) also gets its heatmaps
     drawn over each input in output_dir/attention/. A multimodal method (MUNIT, DRIT) translates with
     the codes its test settings ask for (bench.multimodal), which the manifest records; the exemplar
     style takes its codes from the images of `exemplar_dir` (the target domain's test images)."""
@@ -177,7 +177,7 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
         if with_attention is None:
             return method.translate(images, direction)
         translations, heatmap = with_attention(images, direction)
-        return translations, overlay(images, heatmap)
+        return translations, overlay(images, heatmap, scale=not getattr(method, "attention_is_probability", False))
 
     return translate_images(run, input_dir, output_dir, image_size, device, batch_size=batch_size,
                             on_bad_image=on_bad_image, progress=progress,

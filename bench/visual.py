@@ -19,10 +19,13 @@ from PIL import Image, ImageDraw, ImageFont
 _JET = torch.tensor(matplotlib.colormaps["jet"](torch.linspace(0, 1, 256).numpy())[:, :3], dtype=torch.float32)
 
 
-def colour_heatmap(heatmap: torch.Tensor, size: int) -> torch.Tensor:
-    """N x 1 x h x w heatmaps -> N x 3 x size x size jet-coloured images in [0, 1]."""
+def colour_heatmap(heatmap: torch.Tensor, size: int, scale: bool = True) -> torch.Tensor:
+    """N x 1 x h x w heatmaps -> N x 3 x size x size jet-coloured images in [0, 1]; `scale`: min-max
+    per image (U-GAT-IT's channel sums), else the values are taken as they are in [0, 1] (AGGAN's masks)."""
     flat = heatmap.float().flatten(1)
     low, high = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
+    if not scale:
+        low, high = torch.zeros_like(low), torch.ones_like(high)
     scaled = ((flat - low) / (high - low).clamp_min(1e-12)).view_as(heatmap)
     scaled = F.interpolate(scaled, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     index = (scaled[:, 0] * 255).round().long()                     # N x size x size
@@ -34,11 +37,11 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1) / 2).clamp(0, 1)
 
 
-def overlay(images: torch.Tensor, heatmap: torch.Tensor | None, alpha: float = 0.5) -> torch.Tensor:
+def overlay(images: torch.Tensor, heatmap: torch.Tensor | None, alpha: float = 0.5, scale: bool = True) -> torch.Tensor:
     """Heatmap over images ([-1, 1]) -> [0, 1]; a grey tile when there is no heatmap."""
     if heatmap is None:
         return torch.full_like(to_unit(images), 0.5)
-    return (1 - alpha) * to_unit(images) + alpha * colour_heatmap(heatmap, images.shape[-1])
+    return (1 - alpha) * to_unit(images) + alpha * colour_heatmap(heatmap, images.shape[-1], scale)
 
 
 def titled_sheet(grid: np.ndarray, columns: list[str], padding: int = 2, min_tile: int = 96) -> Image.Image:

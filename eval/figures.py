@@ -1,8 +1,9 @@
 """Figures generated from run folders: a comparison sheet per task and training curves per run.
 
 Comparison sheet (like the paper's Figure 4, with Figure 5's attention column): one row per source
-test image (the first few, in file-name order); columns: the source image, U-GAT-IT's generator
-attention over it, then every model's translation of it, titled with the model's name.
+test image (the first few, in file-name order); columns: the source image, the attention over it of
+each model that has one (U-GAT-IT's generator attention, AGGAN's mask), then every model's
+translation of it, titled with the model's name.
 Training curves: the losses, the learning rate and the mean rho of every AdaLIN/LIN layer against
 the iteration, from stats.jsonl.
 """
@@ -44,13 +45,14 @@ def _translation_of(folder: Path, stem: str) -> Path:
 
 
 def comparison_sheet(task: str, source_dir: Path, columns: list[tuple[str, Path]], out_path: Path,
-                     attention_dir: Path | None = None, rows: int = 5, image_size: int = 128,
+                     attention: list[tuple[str, Path]] = (), rows: int = 5, image_size: int = 128,
                      scores: dict[str, str] | None = None) -> Path:
-    """`columns` is a list of (model name, folder of its translations of `source_dir`); `scores` maps a
-    model name to the text shown under its title (its KID)."""
+    """`columns` is a list of (model name, folder of its translations of `source_dir`); `attention` a list
+    of (model name, folder of its attention overlays); `scores` maps a model name to the text shown
+    under its title (its KID)."""
     sources = list_images(source_dir)[:rows]
     scores = scores or {}
-    headers = ["source"] + (["U-GAT-IT attention"] if attention_dir is not None else []) + [name for name, _ in columns]
+    headers = ["source"] + [f"{name} attention" for name, _ in attention] + [name for name, _ in columns]
     titles = [_title(name) + (f"\n{scores[name]}" if name in scores else "") for name in headers]
     title_lines = max(title.count("\n") + 1 for title in titles)
     figure, axes = plt.subplots(len(sources), len(headers), squeeze=False,
@@ -58,8 +60,7 @@ def comparison_sheet(task: str, source_dir: Path, columns: list[tuple[str, Path]
                                 gridspec_kw={"wspace": 0.08, "hspace": 0.08})
     for row, source in enumerate(sources):
         tiles = [load_rgb(source)]
-        if attention_dir is not None:
-            tiles.append(_open_or_blank(Path(attention_dir) / f"{source.stem}.png"))
+        tiles += [_open_or_blank(Path(folder) / f"{source.stem}.png") for _, folder in attention]
         tiles += [_open_or_blank(_translation_of(Path(folder), source.stem)) for _, folder in columns]
         for column, tile in enumerate(tiles):
             axis = axes[row][column]

@@ -20,7 +20,8 @@ from conftest import interrupt_at
 
 CPU = torch.device("cpu")
 TINY = {"cyclegan": dict(width=4, n_blocks=2, pool_size=3), "unit": dict(width=4, n_res=1),
-        "munit": dict(width=4, n_res=1, mlp_dim=8), "drit": dict(width=4, n_res=1)}
+        "munit": dict(width=4, n_res=1, mlp_dim=8), "drit": dict(width=4, n_res=1),
+        "aggan": dict(width=4, n_blocks=1, dis_width=4, pool_size=2, epochs=9, switch_epoch=4)}   # switch at iteration 4
 
 
 def count(*modules) -> int:
@@ -34,18 +35,20 @@ def test_parameter_counts_at_the_reference_sizes():
     assert count(unit.encoder_a, unit.decoder_a) == 11_140_483 and count(unit.dis_a) == 8_271_171
 
 
-def batch(seed: int, size: int = 32) -> torch.Tensor:
-    return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+def batch(seed: int, size: int = 32, n: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "unit"])
+@pytest.mark.parametrize("name", ["cyclegan", "unit", "munit", "drit", "aggan"])
 def test_trains_with_finite_losses_and_moving_weights(name):
+    # Three iterations: DRIT's third is its first full update; AGGAN's attention still learns (switch at 4).
+    n = 2 if name == "drit" else 1
     torch.manual_seed(0)
-    method = create_method(name, train=TrainConfig(image_size=32, iterations=10), **TINY[name])
+    method = create_method(name, train=TrainConfig(image_size=32, iterations=10, batch_size=n), **TINY[name])
     before = {k: v.clone() for k, v in method.networks.state_dict().items()}
     for step in range(3):
         method.set_step(step)
-        losses = method.train_step(batch(step), batch(10 + step))
+        losses = method.train_step(batch(step, n=n), batch(10 + step, n=n))
     assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values()), losses
     after = method.networks.state_dict()
     moved = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
@@ -99,10 +102,11 @@ def test_state_round_trips_through_weights_only_load(name):
     assert {k: float(v) for k, v in restored.train_step(batch(4), batch(5)).items()} == {k: float(v) for k, v in expected.items()}
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "unit", "munit", "drit"])
+@pytest.mark.parametrize("name", ["cyclegan", "unit", "munit", "drit", "aggan"])
 def test_interrupted_training_resumes_exactly(name, tiny_dataset, tmp_path):
     # DRIT (batch 2) makes full updates at iterations 3, 6 and 9, D^c-only ones between: the cut at 5
     # resumes from the checkpoint at 3, and iteration 9 shows whether the update at 6 was the same.
+    # AGGAN switches phase at iteration 4: the resumed run crosses the switch.
     config = TrainConfig(iterations=9, checkpoint_every=3, log_every=1, image_size=32, num_workers=0,
                          batch_size=2 if name == "drit" else 1)
     dataset = UnpairedTrainingSet(tiny_dataset, StreamSettings(32, 36))

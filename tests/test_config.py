@@ -226,10 +226,10 @@ def test_unknown_method_lists_registered_ones(write_yaml):
 
 
 def test_planned_method_is_accepted_and_kept(write_yaml):
-    path = write_yaml("e.yaml", "name: x\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}, {name: aggan}]\n")
+    path = write_yaml("e.yaml", "name: x\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}, {name: cartoongan}]\n")
     experiment = load_experiment(path)
-    assert [m.name for m in experiment.methods] == ["dummy", "aggan"]
-    assert experiment.methods[1].label == "AGGAN"
+    assert [m.name for m in experiment.methods] == ["dummy", "cartoongan"]
+    assert experiment.methods[1].label == "CartoonGAN"
 
 
 def test_unknown_method_option(write_yaml):

@@ -23,7 +23,7 @@ def test_unknown_name_lists_registered_and_suggests():
 
 def test_planned_method_says_it_is_not_implemented():
     with pytest.raises(KeyError, match="planned but not implemented"):
-        method_class("aggan")
+        method_class("cartoongan")
 
 
 def test_options_are_validated():

@@ -1,6 +1,7 @@
-"""MUNIT and DRIT: parameter counts at the reference sizes, training, DRIT's update pattern, exact
-state round trips (exact resumption: test_baselines.py), AdaIN's parameter split, and reproducible multimodal translation at test time (seeded
-codes independent of batch size, the prior mean, exemplars, K samples per image) through the runner."""
+"""MUNIT and DRIT: parameter counts at the reference sizes, DRIT's update pattern, state round trips,
+AdaIN's parameter split, and reproducible multimodal translation at test time (seeded codes independent
+of batch size, the prior mean, exemplars, K samples per image) through the runner. Training with
+moving weights and exact resumption: test_baselines.py."""
 
 from __future__ import annotations
 
@@ -69,20 +70,6 @@ def test_adain_parameters_are_split_per_layer_shift_then_scale():
     first = decoder.blocks[0](x, params[0:2])
     assert torch.allclose(first, x + shifts[1].view(1, 4, 1, 1))
     assert torch.allclose(decoder.blocks[1](first, params[2:4]), first + shifts[3].view(1, 4, 1, 1))
-
-
-@pytest.mark.parametrize("name", ["munit", "drit"])
-def test_trains_with_finite_losses_and_moving_weights(name):
-    torch.manual_seed(0)
-    method = tiny(name)
-    before = {k: v.clone() for k, v in method.networks.state_dict().items()}
-    for step in range(3):   # DRIT: two content-discriminator iterations, then a full one
-        method.set_step(step)
-        losses = method.train_step(batch(step, BATCH[name]), batch(10 + step, BATCH[name]))
-    assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values()), losses
-    after = method.networks.state_dict()
-    parameters = {k for k, _ in method.networks.named_parameters()}
-    assert {k for k in parameters if not torch.equal(before[k], after[k])} == parameters
 
 
 def test_drit_updates_only_the_content_discriminator_between_full_updates():

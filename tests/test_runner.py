@@ -106,7 +106,7 @@ def broken_method():
 
 
 def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_yaml, tmp_path, capsys, broken_method):
-    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: aggan}]")
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: cartoongan}]")
     assert main([str(path), "--no-progress"]) == 1
     output = capsys.readouterr().out
     assert "RuntimeError: this method always fails" in output
@@ -114,7 +114,7 @@ def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_y
     log_path = Path(log_line.split("see ")[1])
     assert "this method always fails" in log_path.read_text() and "Traceback" in log_path.read_text()
     assert re.search(r"dummy\s+tiny\s+0\s+done", output)
-    assert "Not run: AGGAN (aggan) is not implemented yet" in output
+    assert "Not run: CartoonGAN (cartoongan) is not implemented yet" in output
 
 
 def test_readme_commands_and_ci_agree():
@@ -126,3 +126,41 @@ def test_readme_commands_and_ci_agree():
     test_command = next(line for line in setup if "pytest" in line)
     assert test_command in ci, "the CI script must run the README's test command"
     assert shlex.split(test_command)[-1] != "||"
+
+
+@pytest.fixture
+def one_way_method():
+    """The dummy method, registered again as one that translates a2b only (as CartoonGAN does)."""
+    one_way = type("OneWay", (method_registry.method_class("dummy"),), {"directions": ("a2b",)})
+    method_registry.register_method("one_way_test_method")(one_way)
+    yield
+    del method_registry._REGISTRY["one_way_test_method"]
+
+
+def test_an_entry_runs_only_on_its_datasets_and_directions(tiny_dataset, write_yaml, tmp_path, capsys, one_way_method):
+    from bench.config import ConfigError
+
+    # A one-way method on a dataset evaluated both ways is refused at load time, with the fix.
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy}, {name: one_way_test_method}]")
+    with pytest.raises(ConfigError, match=r"methods\[1\].*translates a2b only.*directions: \[a2b\]"):
+        load_experiment(path)
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy}, {name: one_way_test_method, datasets: [nope]}]")
+    with pytest.raises(ConfigError, match=r"methods\[1\]\.datasets\[0\].*'nope' is not one of the experiment's datasets"):
+        load_experiment(path)
+    # One label may serve two entries on different datasets, not on the same one.
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy, label: D}, {name: identity, label: D}]")
+    with pytest.raises(ConfigError, match="already used by methods\\[0\\] on the same dataset"):
+        load_experiment(path)
+
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy}, {name: one_way_test_method, directions: [a2b], "
+                                                          "datasets: [tiny], label: One way}]",
+                           extra="tables: [table3]\n")
+    plan = plan_experiment(load_experiment(path))
+    assert [(e.training.variant, e.task) for e in plan.evaluations] == [
+        ("dummy", "tiny_a2b"), ("dummy", "tiny_b2a"), ("One way", "tiny_a2b")]
+    assert main([str(path), "--no-progress"]) == 0
+    table = (tmp_path / "results" / "e2e" / "table3.md").read_text()
+    one_way_row = next(line for line in table.splitlines() if line.startswith("| One way"))
+    assert one_way_row.rstrip().endswith("| – |")                   # not run on tiny_b2a: a dash
+    run = next((tmp_path / "runs" / "tiny").glob("one-way-test-method-*"))
+    assert sorted(p.name for p in (run / "translations").iterdir()) == ["a2b"]
