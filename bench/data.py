@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
-_DOMAIN_IDS = {"A": 0, "B": 1}
+_DOMAIN_IDS = {"A": 0, "B": 1, "B_smoothed": 2}   # B_smoothed: CartoonGAN's edge-smoothed cartoons
 _STREAM_ORDER, _STREAM_AUGMENT = 0, 1
 
 

@@ -260,3 +260,18 @@ def load_torch_file(path: Path, what: str = "PyTorch file") -> Any:
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UnreadableFileError(f"{path}: not a readable {what} ({type(error).__name__}: {first_line[:200]})") from None
+
+
+def download_weights(url: str, path: Path, sha256_prefix: str) -> None:
+    """Download a weights file with torch's hub helper (progress on stderr), checking its sha256 prefix;
+    raises OSError with the cause when offline, blocked or damaged."""
+    import sys
+
+    import torch
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256_prefix)
+    except Exception as error:  # no network, blocked, or a damaged download
+        raise OSError(str(error)) from None

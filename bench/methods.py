@@ -22,7 +22,8 @@ picture of the model for fixed test images; the default shows input, translation
 it to the method), `identity_options` (the options that define a run),
 `translate_with_attention` (translations and attention heatmaps, drawn beside the translations),
 `test_settings` (how test translations are drawn; multimodal methods derive from
-bench.multimodal.MultimodalMethod),
+bench.multimodal.MultimodalMethod), `directions` (the directions it can translate),
+`prepare_training` (data of its own beside the two training streams),
 and `reference_iterations` (the reference training length, used when train.iterations is null
 and by the tables), `deviations` and `tables` (for the tables' rows and footnotes).
 
@@ -54,9 +55,7 @@ METHOD_PACKAGES = ("bench.simple_methods", "ugatit", "baselines")
 
 # Methods of the paper's Table 3 that this benchmark knows of but does not implement yet: an
 # experiment may list them; they are reported as missing, never silently dropped.
-PLANNED_METHODS = {
-    "cartoongan": "CartoonGAN",
-}
+PLANNED_METHODS: dict[str, str] = {}   # name -> label; every method of Table 3 is implemented now
 
 
 class Method(abc.ABC):
@@ -137,6 +136,10 @@ class Method(abc.ABC):
 
     def set_step(self, step: int) -> None:
         """Called before each `train_step` with the 0-based iteration, for learning-rate schedules."""
+
+    def prepare_training(self, dataset_dir, settings) -> None:
+        """Called before training with the dataset folder and its bench.data.StreamSettings, for a method
+        that reads more than the two training streams (CartoonGAN's edge-smoothed cartoons)."""
 
     def extra_stats(self) -> dict[str, float]:
         """Optional values logged beside the losses (learning rate, rho, ...); read only when logging."""

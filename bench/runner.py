@@ -444,6 +444,7 @@ def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_o
             samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image) for split in ("testA", "testB"))
             torch.manual_seed(training.seed)  # network initialisation
             method = method_registry.build_method(training.method, train_config, device)
+            method.prepare_training(dataset_dir, settings)
             log.info("training %s on %s, seed %d, %d iterations, in %s", training.variant, training.dataset.name,
                      training.seed, total, run_dir)
             outcome = train(method, training_set, run_dir, train_config, training.identity, device,

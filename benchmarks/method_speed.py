@@ -4,8 +4,8 @@
                                       [--device auto] [--set munit.width=32 ...]
 
 Each method runs in its own process, one after the other (never side by side: they would share the
-cores), with its reference options (U-GAT-IT full, width 64), batch size 1 (DRIT: its reference 2),
-on random images. One warm-up cycle is left out of the timing; DRIT's iterations alternate two
+cores), with its reference options (U-GAT-IT full, width 64), batch size 1 (DRIT: its reference 2;
+CartoonGAN: 8, in its adversarial phase, with a random VGG19: the same work), on random images. One warm-up cycle is left out of the timing; DRIT's iterations alternate two
 content-discriminator updates and one full update, so its count is rounded up to a multiple of three
 and the figure is their average. Prints a table, the ratio of each method to U-GAT-IT when it was
 measured, the hours one million iterations would take, and, last, one JSON line.
@@ -23,8 +23,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BATCH = {"drit": 2}          # DRIT's reference batch: one encoded image and one real image per domain
+BATCH = {"drit": 2, "cartoongan": 8}   # the reference batches (DRIT: one encoded + one real image per domain)
 CYCLE = {"drit": 3}          # iterations per repeating pattern of work (DRIT's d_iter)
+DEFAULTS = {"cartoongan": {"vgg_weights": "random"}}   # the same work as real VGG19 weights, with no download
+
+
+class ConstantStream:
+    """Stands for CartoonGAN's edge-smoothed stream: the same image at every index."""
+
+    def __init__(self, image):
+        self.image = image
+
+    def __getitem__(self, index: int):
+        return self.image
 
 
 def measure(name: str, size: int, iterations: int, device: str, options: dict) -> dict:
@@ -39,9 +50,13 @@ def measure(name: str, size: int, iterations: int, device: str, options: dict) -
     batch = BATCH.get(name, 1)
     cycle = CYCLE.get(name, 1)
     iterations = -(-iterations // cycle) * cycle
+    options = {**DEFAULTS.get(name, {}), **options}
     method = create_method(name, train=TrainConfig(image_size=size, iterations=10**6, batch_size=batch),
                            device=torch_device, **options)
     images = [torch.rand(batch, 3, size, size, device=torch_device) * 2 - 1 for _ in range(2)]
+    if name == "cartoongan":   # time its adversarial phase, on an edge-smoothed stream of random images
+        method.init_steps = 0
+        method.edge_smoothed = ConstantStream(images[1][0].cpu())
 
     def run(steps: range) -> None:
         for step in steps:
@@ -93,7 +108,7 @@ def main() -> None:
         print(f"{name}: {results[-1]['seconds_per_iteration']:.3f} s/it", file=sys.stderr, flush=True)
 
     base = next((r["seconds_per_iteration"] for r in results if r["method"] == "ugatit"), None)
-    print(f"\n{args.size} px, device {results[0]['device']}, {results[0]['threads']} threads, batch 1 (DRIT 2)")
+    print(f"\n{args.size} px, device {results[0]['device']}, {results[0]['threads']} threads, batch 1 (DRIT 2, CartoonGAN 8)")
     print(f"{'method':<10} {'params':>12} {'s/it':>8} {'x U-GAT-IT':>11} {'h per 1M it':>12}")
     for r in results:
         ratio = f"{r['seconds_per_iteration'] / base:.2f}" if base else "-"

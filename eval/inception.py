@@ -25,8 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,8 @@ import torch
 import torch.nn as nn
 
 from bench.config import INCEPTION_WEIGHTS_ENV
-from bench.files import UnreadableFileError, atomic_torch_save, cache_root, load_torch_file, sha256_file
+from bench.files import (UnreadableFileError, atomic_torch_save, cache_root, download_weights, load_torch_file,
+                         sha256_file)
 
 OFFICIAL_SHA256_PREFIX = "6726825d"
 OFFICIAL_FILE_NAME = f"weights-inception-2015-12-05-{OFFICIAL_SHA256_PREFIX}.pth"
@@ -173,11 +173,9 @@ def resolve_weights(requested: str | None = None, allow_download: bool = True,
                                f"${INCEPTION_WEIGHTS_ENV}, or allow torch-fidelity's download")
         from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with redirect_stdout(sys.stderr):
-                torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), hash_prefix=OFFICIAL_SHA256_PREFIX)
-        except Exception as error:  # no network, blocked, or a damaged download
+            download_weights(URL_INCEPTION_V3, path, OFFICIAL_SHA256_PREFIX)
+        except OSError as error:
             raise WeightsError(f"could not download the Inception weights from {URL_INCEPTION_V3} ({error}); "
                                f"download {OFFICIAL_FILE_NAME} elsewhere and give its path with {setting} or "
                                f"${INCEPTION_WEIGHTS_ENV}") from None

@@ -143,3 +143,13 @@ def small_tmpfs(tmp_path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+@pytest.fixture
+def planned_method(monkeypatch):
+    """A method the benchmark knows of but does not implement (every method of the paper is implemented
+    now): `futuregan`, labelled FutureGAN."""
+    from bench import methods
+
+    monkeypatch.setitem(methods.PLANNED_METHODS, "futuregan", "FutureGAN")
+    return "futuregan"

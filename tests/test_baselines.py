@@ -21,7 +21,9 @@ from conftest import interrupt_at
 CPU = torch.device("cpu")
 TINY = {"cyclegan": dict(width=4, n_blocks=2, pool_size=3), "unit": dict(width=4, n_res=1),
         "munit": dict(width=4, n_res=1, mlp_dim=8), "drit": dict(width=4, n_res=1),
-        "aggan": dict(width=4, n_blocks=1, dis_width=4, pool_size=2, epochs=9, switch_epoch=4)}   # switch at iteration 4
+        "aggan": dict(width=4, n_blocks=1, dis_width=4, pool_size=2, epochs=9, switch_epoch=4),   # switch at iteration 4
+        "cartoongan": dict(width=4, n_blocks=1, dis_width=4, pool_size=2, vgg_weights="random", init_epochs=4,
+                           epochs=5)}   # adversarial from iteration 4
 
 
 def count(*modules) -> int:
@@ -102,18 +104,21 @@ def test_state_round_trips_through_weights_only_load(name):
     assert {k: float(v) for k, v in restored.train_step(batch(4), batch(5)).items()} == {k: float(v) for k, v in expected.items()}
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "unit", "munit", "drit", "aggan"])
+@pytest.mark.parametrize("name", ["cyclegan", "unit", "munit", "drit", "aggan", "cartoongan"])
 def test_interrupted_training_resumes_exactly(name, tiny_dataset, tmp_path):
     # DRIT (batch 2) makes full updates at iterations 3, 6 and 9, D^c-only ones between: the cut at 5
     # resumes from the checkpoint at 3, and iteration 9 shows whether the update at 6 was the same.
-    # AGGAN switches phase at iteration 4: the resumed run crosses the switch.
+    # AGGAN and CartoonGAN switch phase at iteration 4: the resumed run crosses the switch.
     config = TrainConfig(iterations=9, checkpoint_every=3, log_every=1, image_size=32, num_workers=0,
                          batch_size=2 if name == "drit" else 1)
-    dataset = UnpairedTrainingSet(tiny_dataset, StreamSettings(32, 36))
+    settings = StreamSettings(32, 36)
+    dataset = UnpairedTrainingSet(tiny_dataset, settings)
 
     def fresh():
         torch.manual_seed(0)
-        return create_method(name, train=config, **TINY[name])
+        method = create_method(name, train=config, **TINY[name])
+        method.prepare_training(tiny_dataset, settings)   # CartoonGAN's edge-smoothed stream; nothing for the others
+        return method
 
     train(fresh(), dataset, tmp_path / "full", config, {}, CPU, progress=False)
     crashing = interrupt_at(fresh(), 5)

@@ -225,11 +225,11 @@ def test_unknown_method_lists_registered_ones(write_yaml):
     assert "Did you mean 'dummy'?" in message and "identity" in message
 
 
-def test_planned_method_is_accepted_and_kept(write_yaml):
-    path = write_yaml("e.yaml", "name: x\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}, {name: cartoongan}]\n")
+def test_planned_method_is_accepted_and_kept(write_yaml, planned_method):
+    path = write_yaml("e.yaml", "name: x\ndatasets: [{name: shapes}]\nmethods: [{name: dummy}, {name: futuregan}]\n")
     experiment = load_experiment(path)
-    assert [m.name for m in experiment.methods] == ["dummy", "cartoongan"]
-    assert experiment.methods[1].label == "CartoonGAN"
+    assert [m.name for m in experiment.methods] == ["dummy", "futuregan"]
+    assert experiment.methods[1].label == "FutureGAN"
 
 
 def test_unknown_method_option(write_yaml):

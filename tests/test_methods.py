@@ -21,9 +21,9 @@ def test_unknown_name_lists_registered_and_suggests():
     assert "Did you mean 'dummy'?" in str(caught.value) and "identity" in str(caught.value)
 
 
-def test_planned_method_says_it_is_not_implemented():
+def test_planned_method_says_it_is_not_implemented(planned_method):
     with pytest.raises(KeyError, match="planned but not implemented"):
-        method_class("cartoongan")
+        method_class(planned_method)
 
 
 def test_options_are_validated():

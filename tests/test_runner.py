@@ -105,8 +105,9 @@ def broken_method():
     del method_registry._REGISTRY["broken_test_method"]
 
 
-def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_yaml, tmp_path, capsys, broken_method):
-    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: cartoongan}]")
+def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_yaml, tmp_path, capsys, broken_method,
+                                                           planned_method):
+    path = experiment_yaml(write_yaml, tmp_path, methods="[{name: broken_test_method}, {name: dummy}, {name: futuregan}]")
     assert main([str(path), "--no-progress"]) == 1
     output = capsys.readouterr().out
     assert "RuntimeError: this method always fails" in output
@@ -114,7 +115,7 @@ def test_a_failing_run_is_reported_and_the_others_continue(tiny_dataset, write_y
     log_path = Path(log_line.split("see ")[1])
     assert "this method always fails" in log_path.read_text() and "Traceback" in log_path.read_text()
     assert re.search(r"dummy\s+tiny\s+0\s+done", output)
-    assert "Not run: CartoonGAN (cartoongan) is not implemented yet" in output
+    assert "Not run: FutureGAN (futuregan) is not implemented yet" in output
 
 
 def test_readme_commands_and_ci_agree():
