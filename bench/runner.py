@@ -270,12 +270,21 @@ def _data_problems(experiment: Experiment) -> list[str]:
     return problems
 
 
+def _estimated_length(training: TrainingRun) -> str:
+    """A data-dependent reference length while the dataset is missing: from the image counts the paper
+    reports for it (whole domains for cat2dog and photo2portrait, so an upper bound there)."""
+    info = CATALOGUE.get(training.dataset.name)
+    cls = method_registry.method_class(training.method.name)
+    estimate = cls.reference_iterations(training.method.options, info.train_counts) if info and info.train_counts else None
+    return f"~{estimate:,} (dataset missing)" if estimate else "(dataset missing)"
+
+
 def format_plan(plan: Plan) -> str:
     experiment = plan.experiment
     selected = set(plan.selected)
     rows = [
         [index, e.training.variant, e.training.method.name, e.training.dataset.name, e.task, e.training.seed,
-         f"{e.training.train.iterations:,}" if e.training.train else "(dataset missing)",
+         f"{e.training.train.iterations:,}" if e.training.train else _estimated_length(e.training),
          str(e.training.run_dir) + (" (finished elsewhere: reused)" if e.training.reused_from_elsewhere else "")]
         for index, e in enumerate((e for e in plan.evaluations if e.training.run_id in selected), start=1)
     ]

@@ -165,3 +165,14 @@ def test_an_entry_runs_only_on_its_datasets_and_directions(tiny_dataset, write_y
     assert one_way_row.rstrip().endswith("| – |")                   # not run on tiny_b2a: a dash
     run = next((tmp_path / "runs" / "tiny").glob("one-way-test-method-*"))
     assert sorted(p.name for p in (run / "translations").iterdir()) == ["a2b"]
+
+
+def test_main_experiment_dry_run_prints_the_whole_grid_with_reference_lengths(tmp_path, capsys):
+    # No dataset present (exit status 2 says so): lengths that depend on the data are estimated from the
+    # paper's image counts.
+    assert main([str(REPO / "experiments" / "main.yaml"), "--dry-run", "--set", f"data.root={tmp_path}"]) == 2
+    output = capsys.readouterr().out
+    assert "31 training run(s), 61 evaluation(s)" in output
+    assert re.search(r"DRIT\s+drit\s+horse2zebra\s+horse2zebra\s+0\s+~800,400 \(dataset missing\)", output)
+    assert re.search(r"CartoonGAN\s+cartoongan\s+selfie2anime\s+selfie2anime\s+0\s+~93,500", output)
+    assert "anime2selfie" not in "".join(line for line in output.splitlines() if "cartoongan" in line)
