@@ -1,4 +1,5 @@
-"""The command line behind run_bench.py (the logic lives in bench.runner and bench.download)."""
+"""The command line behind run_bench.py (the logic lives in bench.runner, which runs bench.plan,
+bench.execute and bench.report, and in bench.download)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             print("run_bench.py: error: give an experiment file, --download NAME or --list", file=sys.stderr)
             return EXIT_BAD_INPUT
 
-        from bench.runner import format_plan, format_reports, plan_experiment, run_plan, write_results
+        from bench.plan import format_plan, plan_experiment
+        from bench.report import write_results
+        from bench.runner import format_reports, run_plan
         from eval.tables import summary
 
         experiment = load_experiment(args.experiment, args.overrides)

@@ -8,7 +8,7 @@ A run folder holds `checkpoints/latest.pt` and `stats.jsonl`. A checkpoint is a 
     step           iterations completed
     method_state   Method.state_dict(): networks, optimizers, anything else to continue exactly
     rng            torch CPU/CUDA and Python `random` generator states
-    config         the run's identity (bench.runner.run_identity): a checkpoint copied into another
+    config         the run's identity (bench.plan.run_identity): a checkpoint copied into another
                    run's folder is refused on resume
     versions       package versions that wrote it
 
@@ -67,7 +67,7 @@ class CheckpointError(ValueError):
 
 
 def describe_identity(identity: dict[str, Any]) -> str:
-    """One line saying which method, options, dataset and seed a run identity (bench.runner) names."""
+    """One line saying which method, options, dataset and seed a run identity (bench.plan) names."""
     text = f"method {identity.get('method')!r}"
     if identity.get("options"):
         text += f" with options {json.dumps(identity['options'], sort_keys=True)}"

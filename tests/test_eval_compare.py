@@ -112,7 +112,7 @@ def test_command_line(tiny_dataset, tmp_path, monkeypatch, capsys):
 def test_tables_mark_the_best_and_the_models_not_significantly_worse(tmp_path):
     from types import SimpleNamespace
 
-    from bench.runner import mark_significance
+    from bench.report import mark_significance
     from bench.synthetic import SyntheticSpec, write_dataset
     from eval.score import Scorer, ScoreSettings
 

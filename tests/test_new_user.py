@@ -16,7 +16,7 @@ from PIL import Image
 
 from bench.cli import main
 from bench.config import load_experiment
-from bench.runner import plan_experiment
+from bench.plan import plan_experiment
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

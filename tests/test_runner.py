@@ -16,7 +16,7 @@ from bench import methods as method_registry
 from bench.cli import main
 from bench.config import load_experiment
 from bench.methods import Method
-from bench.runner import plan_experiment
+from bench.plan import plan_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -109,7 +109,7 @@ def test_no_entry_point_runs_a_planted_pickle(entry, planted_pickle, tiny_datase
         code = main([str(experiment()), "--no-progress"])
     elif entry == "run checkpoint":
         from bench.config import load_experiment
-        from bench.runner import plan_experiment
+        from bench.plan import plan_experiment
         run_dir = plan_experiment(load_experiment(experiment())).trainings[0].run_dir
         checkpoint_path(run_dir).parent.mkdir(parents=True)
         shutil.copy(path, checkpoint_path(run_dir))
@@ -228,7 +228,7 @@ def test_removed_translations_are_made_again_not_scored_short(two_seeds, tmp_pat
 def test_a_checkpoint_copied_into_another_runs_folder_is_refused(two_seeds, tmp_path, capsys):
     assert main([str(two_seeds), "--only", "s0", "--no-progress"]) == 0
     from bench.config import load_experiment
-    from bench.runner import plan_experiment
+    from bench.plan import plan_experiment
     seed1 = plan_experiment(load_experiment(two_seeds)).trainings[1].run_dir
     checkpoint_path(seed1).parent.mkdir(parents=True)
     shutil.copy(checkpoint_path(run_folders(tmp_path)[0]), checkpoint_path(seed1))
