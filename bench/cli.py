@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                "  python run_bench.py experiments/smoke.yaml\n"
                "  python run_bench.py experiments/ablation.yaml --dry-run --set train.iterations=200\n"
+               "  python run_bench.py experiments/main.yaml --launcher slurm --set launcher.slurm.partition=gpu\n"
+               "  python run_bench.py experiments/main.yaml --status\n"
                "  python run_bench.py --download horse2zebra --data-root data\n"
                "  python run_bench.py --list methods",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-reuse", action="store_true",
                         help="train a run again even when another output folder holds the same finished run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--status", action="store_true",
+                        help="show where every run stands (from the records alone: nothing is trained) and exit")
+
+    launch = parser.add_argument_group("launching (also the experiment's launcher: section; README: Running on a cluster)")
+    launch.add_argument("--launcher", choices=["local", "slurm"], help="local: on this machine (default); slurm: one job per run")
+    launch.add_argument("--jobs", metavar="N", help="local worker processes, or 'auto' (one per GPU, else per core)")
+    launch.add_argument("--threads", type=int, metavar="N", help="torch threads per worker (default: the cores shared among them)")
+    launch.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then write the tables")
 
     downloads = parser.add_argument_group("datasets")
     downloads.add_argument("--download", metavar="NAME", help=f"download and install a dataset: {', '.join(n for n, i in CATALOGUE.items() if not i.synthetic)}")
@@ -69,6 +80,34 @@ def _list(kind: str) -> None:
             print(f"{name:15s} {info.task_name('a2b'):18s} {info.task_name('b2a'):18s} {kind_text}")
 
 
+def _run_on_slurm(plan, args) -> int:
+    """Submit the runs as a job array; with --wait, wait for them and write the tables."""
+    from bench import slurm
+    from bench.runner import check_inputs, format_reports, write_results_locked
+    from bench.status import is_complete, score_settings_key
+    from eval.tables import summary
+
+    check_inputs(plan, progress=not args.no_progress)
+    key = score_settings_key(plan)
+    submission = slurm.submit(plan, eval_only=args.eval_only, is_complete=lambda training: is_complete(training, key))
+    for job, reason in submission.skipped:
+        print(f"not submitted: {job.training.variant} on {job.training.dataset.name}, seed {job.training.seed}: {reason}")
+    if submission.jobs:
+        print(slurm.describe_resources(plan.experiment, len(submission.jobs)))
+        ids = ", ".join(str(job.job_id) for job in submission.jobs)
+        print(f"submitted {len(submission.jobs)} job(s): {ids}", flush=True)
+    source = shlex.join(["python", "run_bench.py", plan.experiment.source, *[f"--set={o}" for o in plan.overrides]])
+    if not args.wait:
+        print(f"Where they stand: {source} --status\nTables once they have finished: {source} --tables-only")
+        return EXIT_OK
+    reports = slurm.wait(submission, progress=not args.no_progress)
+    write_results_locked(plan, progress=not args.no_progress)
+    if reports:
+        print(format_reports(reports, plan))
+    print(summary(plan.results_dir, plan.experiment.tables))
+    return EXIT_OK if all(r.status in ("done", "running elsewhere") for r in reports) else EXIT_RUN_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -91,28 +130,38 @@ def main(argv: list[str] | None = None) -> int:
             print("run_bench.py: error: give an experiment file, --download NAME or --list", file=sys.stderr)
             return EXIT_BAD_INPUT
 
+        from bench.estimate import format_launch
         from bench.plan import format_plan, plan_experiment
-        from bench.report import write_results
-        from bench.runner import format_reports, run_plan
+        from bench.runner import format_reports, run_plan, write_results_locked
         from eval.tables import summary
 
-        experiment = load_experiment(args.experiment, args.overrides)
+        launch_overrides = [f"launcher.{key}={value}" for key, value in
+                            (("name", args.launcher), ("jobs", args.jobs), ("threads", args.threads)) if value is not None]
+        experiment = load_experiment(args.experiment, args.overrides + launch_overrides)
         plan = plan_experiment(experiment, args.only, tuple(args.overrides), reuse=not args.no_reuse)
         if not plan.selected and plan.trainings:
             print(f"error: --only {args.only!r} matches no run of {args.experiment}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if args.status:
+            from bench.status import format_status
+
+            print(format_status(plan))
+            return EXIT_OK
         if args.dry_run:
             print(format_plan(plan))
+            print(format_launch(plan))
             return EXIT_BAD_INPUT if plan.data_problems else EXIT_OK
         if args.tables_only:
-            write_results(plan, progress=not args.no_progress)
+            write_results_locked(plan, progress=not args.no_progress)
             print(summary(plan.results_dir, experiment.tables))
             return EXIT_OK
         print(format_plan(plan), flush=True)
+        if experiment.launcher.name == "slurm":
+            return _run_on_slurm(plan, args)
         reports = run_plan(plan, progress=not args.no_progress, eval_only=args.eval_only)
         print(format_reports(reports, plan))
         print(summary(plan.results_dir, experiment.tables))
-        return EXIT_OK if all(r.status == "done" for r in reports) else EXIT_RUN_FAILED
+        return EXIT_OK if all(r.status in ("done", "running elsewhere") for r in reports) else EXIT_RUN_FAILED
     except (ConfigError, DataError, DownloadError, WeightsError, CheckpointError, UnreadableFileError, DiskFullError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -181,6 +181,52 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """`launcher.slurm`: the resources of each job (one job per training run, as one job array)."""
+    partition: str | None = None                    # --partition; None: the cluster's default
+    time_min: int = 4320                            # --time in minutes; a job at its limit requeues itself and resumes
+    gpus_per_job: int = 1                           # --gpus-per-node (0: CPU only)
+    cpus_per_job: int = 8                           # --cpus-per-task; the job's torch threads
+    mem_gb: float | None = None                     # --mem; None: the cluster's default
+    constraint: str | None = None                   # --constraint, e.g. "a100|h100"
+    account: str | None = None                      # --account
+    qos: str | None = None                          # --qos
+    sbatch: tuple[str, ...] = ()                    # other sbatch options, e.g. ["--exclusive", "--mail-type=END"]
+    array_parallelism: int = 256                    # jobs of the array that may run at once
+    max_requeues: int = 10                          # time limits or preemptions a job may meet before it is left failed
+    logs: str | None = None                         # job scripts and logs (submitit); None: <output_dir>/slurm/
+    executor: Literal["slurm", "local"] = "slurm"   # local: submitit's LocalExecutor, the same job path without a cluster
+
+    def __post_init__(self):
+        for name in ("time_min", "cpus_per_job", "array_parallelism"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
+        for name in ("gpus_per_job", "max_requeues"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.mem_gb is not None and not self.mem_gb > 0:
+            raise FieldError("mem_gb", f"must be positive (or null for the cluster's default), got {self.mem_gb}")
+        for option in self.sbatch:
+            if not re.fullmatch(r"--[a-z][a-z0-9-]*(=.+)?", option):
+                raise FieldError("sbatch", f"{option!r} is not a long sbatch option like '--exclusive' or '--mail-type=END'")
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    """How the training runs are executed; changes nothing they compute."""
+    name: Literal["local", "slurm"] = "local"       # local: on this machine; slurm: one Slurm job per run (submitit)
+    jobs: int | Literal["auto"] = 1                 # local worker processes; auto: one per GPU, else one per core
+    threads: int | None = None                      # torch threads per local worker; None: the cores shared among them
+    slurm: SlurmConfig = SlurmConfig()
+
+    def __post_init__(self):
+        if self.jobs != "auto" and self.jobs < 1:
+            raise FieldError("jobs", f"must be at least 1 or 'auto', got {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise FieldError("threads", f"must be at least 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
 class ExternalResult:
     label: str                                      # row name in tables, e.g. "CycleGAN (authors' code)"
     dataset: str                                    # the dataset whose test images were translated
@@ -202,6 +248,7 @@ class Experiment:
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    launcher: LauncherConfig = _operational(LauncherConfig())   # local workers or Slurm (README: Running on a cluster)
     source: str = field(default="", metadata={"yaml": False})  # the YAML file this came from (not a YAML key)
 
     def __post_init__(self):
@@ -595,6 +642,8 @@ def _describe(tp: Any) -> str:
         return f"a list of {_describe(typing.get_args(tp_stripped)[0])}" + suffix
     if dataclasses.is_dataclass(tp_stripped):
         return "a mapping" + suffix
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(member) for member in typing.get_args(tp_stripped)) + suffix
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(tp_stripped, getattr(tp_stripped, "__name__", str(tp_stripped))) + suffix
 
@@ -633,6 +682,13 @@ def _convert(tp: Any, value: Any, origins: _Origins, path: KeyPath) -> Any:
             raise _fail(origins, path, f"expected {_describe(tp)}, got {type(value).__name__} {value!r}")
         (item_type,) = typing.get_args(tp)[:1]
         return tuple(_convert(item_type, item, origins, path + (index,)) for index, item in enumerate(value))
+    if origin in (typing.Union, types.UnionType):   # e.g. int | Literal["auto"]: the first that fits
+        for member in typing.get_args(tp):
+            try:
+                return _convert(member, value, origins, path)
+            except ConfigError:
+                continue
+        raise _fail(origins, path, f"expected {_describe(tp)}, got {value!r}")
     if tp is bool:
         if not isinstance(value, bool):
             raise _fail(origins, path, f"expected true or false, got {value!r}")
@@ -695,9 +751,10 @@ def to_plain(value: Any) -> Any:
 
 def is_operational(key_path: str) -> bool:
     """Whether a dotted key (as --set writes it) names an operational field: one that changes how a run
-    executes (logging, device, workers, cache), not what it computes or how it is scored."""
+    executes (logging, device, workers, cache, launcher), not what it computes or how it is scored: a
+    key inside an operational section (launcher.jobs) is operational too."""
     tp: Any = Experiment
-    field_found = None
+    field_found, inside_operational = None, False
     for part in key_path.strip().split("."):
         tp = _strip_optional(tp)
         if dataclasses.is_dataclass(tp):
@@ -705,12 +762,13 @@ def is_operational(key_path: str) -> bool:
             if part not in fields_by_name:
                 return False
             field_found = fields_by_name[part]
+            inside_operational = inside_operational or not field_found.metadata.get("identity", True)
             tp = _hints(tp)[part]
         elif _origin(tp) in (tuple, list) and part.isdigit():
             tp, field_found = typing.get_args(tp)[0], None
         else:
             return False
-    return field_found is not None and not field_found.metadata.get("identity", True)
+    return field_found is not None and inside_operational
 
 
 def identity_fields(value: Any) -> Any:

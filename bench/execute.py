@@ -40,7 +40,7 @@ from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.environment import git_revision, package_versions, resolve_device
 from bench.files import UnreadableFileError, atomic_write_json
 from bench.multimodal import evaluation_key
-from bench.plan import RESULT_FILE, TRAINED_MARKER, Plan, TrainingRun, read_json, record_finished_run
+from bench.plan import RESULT_FILE, TRAINED_MARKER, TrainingRun, read_json, record_finished_run
 from bench.synthetic import SyntheticSpec, write_dataset
 from bench.train import CheckpointError, checkpoint_path, load_checkpoint, train
 from bench.translate import completeness_problem, read_manifest, translate_with_method
@@ -128,10 +128,11 @@ class RunNotTrained(RuntimeError):
     pass
 
 
-def execute_training(plan: Plan, training: TrainingRun, scoring: Scoring, eval_only: bool = False,
+def execute_training(experiment: Experiment, training: TrainingRun, scoring: Scoring, eval_only: bool = False,
                      progress: bool = True) -> list[str]:
-    """Train (or resume), translate and score one run, skipping what is complete. Returns the work done."""
-    experiment, run_dir = plan.experiment, training.run_dir
+    """Train (or resume), translate and score one run, skipping what is complete. Returns the work done.
+    The caller holds the run folder's lock (bench/jobs.py)."""
+    run_dir = training.run_dir
     device = resolve_device(experiment.train.device)
     work: list[str] = []
     atomic_write_json(run_dir / "config.json", {

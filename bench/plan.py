@@ -27,7 +27,7 @@ from bench import methods as method_registry
 from bench.config import ConfigError, DatasetSpec, Experiment, MethodSpec, TrainConfig, identity_fields, is_operational
 from bench.data import count_images, default_load_size
 from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
-from bench.files import atomic_write_json, cache_root
+from bench.files import atomic_write_json, cache_root, waiting_lock
 from bench.synthetic import SyntheticSpec, is_current
 
 log = logging.getLogger("bench")
@@ -152,15 +152,20 @@ def _read_index() -> dict[str, list[str]]:
 
 
 def record_finished_run(training: TrainingRun) -> None:
+    try:
+        with waiting_lock(run_index_path().with_name(run_index_path().name + ".lock")):   # workers finish side by side
+            _add_to_index(training)
+    except OSError as error:   # the index only saves work; never fail a run for it
+        log.warning("could not update the run index %s: %s", run_index_path(), error)
+
+
+def _add_to_index(training: TrainingRun) -> None:
     index = _read_index()
     paths = [p for p in index.get(training.run_id, []) if Path(p).is_dir()]
     here = str(training.run_dir.resolve())
     if here not in paths:
         index[training.run_id] = paths + [here]
-        try:
-            atomic_write_json(run_index_path(), index)
-        except OSError as error:   # the index only saves work; never fail a run for it
-            log.warning("could not update the run index %s: %s", run_index_path(), error)
+        atomic_write_json(run_index_path(), index)
 
 
 def finished_run_elsewhere(run_id: str, identity: dict[str, Any]) -> Path | None:

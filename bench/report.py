@@ -118,7 +118,8 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
 def regenerate_command(plan: Plan) -> str:
     parts = ["python", "run_bench.py", plan.experiment.source]
     for override in plan.overrides:
-        parts += ["--set", override]
+        if not override.startswith("launcher."):   # how the runs were launched does not matter to the tables
+            parts += ["--set", override]
     return shlex.join(parts + ["--tables-only"])
 
 

@@ -1,71 +1,76 @@
-"""From an experiment to tables: plan, check, train, translate, score, tabulate, draw.
+"""From an experiment to tables: plan, check, launch the runs, tabulate, draw.
 
-    plan     bench/plan.py     the training runs of an experiment, their identities and folders
-    execute  bench/execute.py  one training run: train or resume, translate, score (skipping what is done)
-    report   bench/report.py   records -> rows -> tables (CSV, markdown) and figures
+    plan     bench/plan.py           the training runs of an experiment, their identities and folders
+    job      bench/jobs.py           one training run under its folder's lock (bench/locks.py):
+             bench/execute.py        train or resume, translate, score, skipping what is done
+    launch   bench/local_workers.py  in this process, or in N local worker processes
+             bench/slurm.py          as a Slurm job array (submitit)
+    report   bench/report.py         records -> rows -> tables (CSV, markdown) and figures
+    status   bench/status.py         where every run stands, from the records alone
 
-`run_plan` runs the selected training runs one after another (a failing run is reported and the
-others continue), then writes the results; `format_reports` summarises what each run did.
+`run_plan` runs the selected training runs on this machine (a failing run is reported and the others
+continue; a run another process is working on is skipped as running elsewhere), then writes the
+results; `format_reports` summarises what each run did.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
 
 from bench.data import DataError
-from bench.execute import RunNotTrained, Scoring, execute_training, failure_text, run_logger
-from bench.files import DiskFullError, is_disk_full
-from bench.plan import Plan, TrainingRun
+from bench.execute import Scoring, prepare_dataset
+from bench.files import waiting_lock
+from bench.jobs import FAILED, RUNNING_ELSEWHERE, RunJob, RunReport
+from bench.local_workers import resolve_jobs, run_in_workers, run_serially, threads_per_worker
+from bench.plan import Plan
 from bench.report import write_results
 
 log = logging.getLogger("bench")
 
-
-@dataclass
-class RunReport:
-    training: TrainingRun
-    status: str                    # "done", "failed" or "not trained" (--eval-only without a checkpoint)
-    seconds: float = 0.0
-    error: str = ""
-    log_path: Path | None = None
-    work: list[str] = field(default_factory=list)   # what was computed: train, translate a2b, score b2a, ...
+__all__ = ["RunReport", "run_plan", "format_reports", "selected_jobs", "write_results_locked"]
 
 
-def run_plan(plan: Plan, progress: bool = True, eval_only: bool = False) -> list[RunReport]:
-    """Execute the selected training runs; a failing run is reported and the others continue.
-    Then score the external results and write the tables and figures."""
+def selected_jobs(plan: Plan, eval_only: bool, progress: bool) -> list[RunJob]:
+    selected = set(plan.selected)
+    return [RunJob(plan.experiment, t, eval_only, progress) for t in plan.trainings if t.run_id in selected]
+
+
+def check_inputs(plan: Plan, progress: bool) -> Scoring:
+    """Stop before any training when an input is missing: datasets (synthetic ones are generated
+    here, once, not by each worker) and the Inception weights (found, or the stand-in made)."""
     if plan.data_problems:
         raise DataError("some inputs are missing; nothing was run:\n  " + "\n  ".join(plan.data_problems))
     scoring = Scoring(plan.experiment, progress)
-    _ = scoring.scorer   # find the Inception weights before any training, so that a problem stops nothing midway
-    reports = []
-    selected = [t for t in plan.trainings if t.run_id in set(plan.selected)]
-    for number, training in enumerate(selected, start=1):
-        print(f"[{number}/{len(selected)}] {training.variant} on {training.dataset.name}, seed {training.seed}: {training.run_dir}", flush=True)
-        handler = run_logger(training.run_dir)
-        started = time.perf_counter()
-        try:
-            work = execute_training(plan, training, scoring, eval_only=eval_only, progress=progress)
-            reports.append(RunReport(training, "done", time.perf_counter() - started, log_path=training.run_dir / "log.txt", work=work))
-        except RunNotTrained as error:
-            reports.append(RunReport(training, "not trained", time.perf_counter() - started, error=str(error)))
-        except Exception as error:  # one failing run must not stop the others
-            if is_disk_full(error):   # ... but a full disk stops every run: nothing more can be written
-                log.error("run stopped: %s", error)
-                raise error if isinstance(error, DiskFullError) else DiskFullError(training.run_dir) from None
-            log.error("run failed: %s\n%s", error, traceback.format_exc())
-            reports.append(RunReport(training, "failed", time.perf_counter() - started,
-                                     error=failure_text(error), log_path=training.run_dir / "log.txt"))
-        finally:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-    write_results(plan, scoring, progress)
+    _ = scoring.scorer
+    selected = set(plan.selected)
+    for dataset in {t.dataset.name: t.dataset for t in plan.trainings if t.run_id in selected}.values():
+        prepare_dataset(dataset, plan.experiment.data.resolved_root())
+    return scoring
+
+
+def write_results_locked(plan: Plan, scoring: Scoring | None = None, progress: bool = True) -> list[Path]:
+    """Write the tables under the results folder's lock: invocations that finish together write one
+    after the other, each from the records as they are then, so the last to finish writes them whole."""
+    with waiting_lock(plan.results_dir.parent / f".{plan.results_dir.name}.lock"):
+        return write_results(plan, scoring, progress)
+
+
+def run_plan(plan: Plan, progress: bool = True, eval_only: bool = False, jobs: int | None = None) -> list[RunReport]:
+    """Execute the selected training runs on this machine, then score the external results and write
+    the tables and figures. `jobs` overrides the experiment's `launcher.jobs`."""
+    launcher = plan.experiment.launcher
+    scoring = check_inputs(plan, progress)
+    run_jobs = selected_jobs(plan, eval_only, progress)
+    workers = min(jobs or resolve_jobs(launcher, plan.experiment.train.device), max(len(run_jobs), 1))
+    if workers <= 1:
+        reports = run_serially(run_jobs, scoring, launcher.threads)
+    else:
+        quiet = [RunJob(j.experiment, j.training, j.eval_only, progress=False) for j in run_jobs]   # one bar per run would garble
+        reports = run_in_workers(quiet, workers, threads_per_worker(launcher, workers), progress)
+    write_results_locked(plan, scoring, progress)
     return reports
 
 
@@ -75,8 +80,12 @@ def format_reports(reports: list[RunReport], plan: Plan) -> str:
             for r in reports]
     lines = [tabulate(rows, headers=["variant", "dataset", "seed", "status", "seconds", "work", "folder / error"])]
     for report in reports:
-        if report.status == "failed":
+        if report.status == FAILED:
             lines.append(f"FAILED {report.training.variant} on {report.training.dataset.name}: see {report.log_path}")
+    elsewhere = [r for r in reports if r.status == RUNNING_ELSEWHERE]
+    if elsewhere:
+        lines.append(f"{len(elsewhere)} run(s) are running elsewhere ({', '.join(sorted({r.worker for r in elsewhere}))}); "
+                     "the process that finishes last writes the complete tables. `--status` shows where each run stands")
     for method in plan.missing_methods:
         lines.append(f"Not run: {method.label} ({method.name}) is not implemented yet")
     return "\n".join(lines)

@@ -40,6 +40,7 @@ from bench.environment import package_versions
 from bench.files import (DiskFullError, atomic_torch_save, atomic_write_bytes, is_disk_full, load_torch_file,
                          remove_stale_temporaries)
 from bench.methods import Method
+from bench.monitor import TensorBoardLog
 from bench.visual import titled_sheet
 
 CHECKPOINT_FORMAT = "ugatit-bench-checkpoint/1"
@@ -206,9 +207,10 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
     # Train.
     batches = training_batches(dataset, train_config.batch_size, start_step=step, steps=total - step,
                                num_workers=train_config.num_workers, pin_memory=device.type == "cuda")
+    board = TensorBoardLog(run_dir, resumed_from)
     bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", unit="it", disable=not progress, leave=False)
     last_log_time, last_log_step = time.perf_counter(), step
-    with open(stats_path, "a", encoding="utf-8") as stats:
+    with open(stats_path, "a", encoding="utf-8") as stats, board:
         for real_a, real_b in batches:
             method.set_step(step)
             losses = method.train_step(real_a.to(device, non_blocking=True), real_b.to(device, non_blocking=True))
@@ -237,11 +239,13 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
                     stats.flush()
                 except OSError as error:   # a torn last line is dropped when the run resumes
                     raise DiskFullError(stats_path) if is_disk_full(error) else error
+                board.scalars(step, record, set(values))
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:3]})
                 last_log_time, last_log_step = now, step
             if is_sample_step:
                 sheet = method.sample_sheet(sample_images[0].to(device), sample_images[1].to(device))
                 save_sample_sheet(sheet, run_dir / "samples" / f"step_{step:07d}.png", method.sample_columns)
+                board.image(step, sheet)
             if is_checkpoint_step:
                 save_checkpoint(checkpoint_path(run_dir), method, step, run_config)
     bar.close()

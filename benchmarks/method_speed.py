@@ -9,12 +9,17 @@ CartoonGAN: 8, in its adversarial phase, with a random VGG19: the same work), on
 content-discriminator updates and one full update, so its count is rounded up to a multiple of three
 and the figure is their average. Prints a table, the ratio of each method to U-GAT-IT when it was
 measured, the hours one million iterations would take, and, last, one JSON line.
+
+With --record, the figures are also written to benchmarks/measured_speed.csv (one row per method,
+image size, batch size, options and device; a new measurement replaces the old row): the table from
+which `run_bench.py --dry-run` estimates the GPU-hours (or CPU-hours) of an experiment.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -36,6 +41,16 @@ class ConstantStream:
 
     def __getitem__(self, index: int):
         return self.image
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def measure(name: str, size: int, iterations: int, device: str, options: dict) -> dict:
@@ -71,7 +86,11 @@ def measure(name: str, size: int, iterations: int, device: str, options: dict) -
     run(range(cycle, cycle + iterations))
     seconds = (time.perf_counter() - started) / iterations
     parameters = sum(p.numel() for p in method.networks.parameters())
-    return {"method": name, "seconds_per_iteration": seconds, "iterations_timed": iterations, "batch_size": batch,
+    from bench.estimate import options_key
+
+    identity_options = type(method).identity_options(method.options, method.train_config)
+    device_name = torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else cpu_name()
+    return {"method": name, "options_key": options_key(identity_options), "device_name": device_name, "seconds_per_iteration": seconds, "iterations_timed": iterations, "batch_size": batch,
             "image_size": size, "parameters": parameters, "device": str(torch_device),
             "threads": torch.get_num_threads(), "options": options}
 
@@ -84,6 +103,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE",
                         help="an option of one method, e.g. munit.width=32 (YAML value)")
+    parser.add_argument("--record", action="store_true", help="write the figures to benchmarks/measured_speed.csv")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import yaml
@@ -114,6 +134,11 @@ def main() -> None:
         ratio = f"{r['seconds_per_iteration'] / base:.2f}" if base else "-"
         hours = r["seconds_per_iteration"] * 1e6 / 3600
         print(f"{r['method']:<10} {r['parameters']:>12,} {r['seconds_per_iteration']:>8.3f} {ratio:>11} {hours:>12,.0f}")
+    if args.record:
+        from bench.estimate import SPEED_TABLE, record_measurements
+
+        record_measurements(results)
+        print(f"recorded in {SPEED_TABLE}")
     print(json.dumps({"size": args.size, "results": results}))
 
 
