@@ -43,9 +43,26 @@ tables: [table3]
 """
 
 
+_MODULE_CACHE: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_cache(tmp_path_factory):
+    """One feature cache for every command of this module (set up before the module's other fixtures,
+    which run before a test's own environment exists): the Inception features of an image set are
+    computed once, with one thread, like everything here."""
+    _MODULE_CACHE[:] = [tmp_path_factory.mktemp("launcher-cache")]
+    yield
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "UGATIT_BENCH_CACHE": str(_MODULE_CACHE[0]),
+            "UGATIT_BENCH_RUN_INDEX": str(_MODULE_CACHE[0] / f"index-{time.monotonic_ns()}.json")}
+
+
 def bench(*args: str, cwd: Path, check: bool = True, **popen) -> subprocess.CompletedProcess:
     completed = subprocess.run([sys.executable, str(REPO / "run_bench.py"), *args, "--no-progress"], cwd=cwd,
-                               capture_output=True, text=True, timeout=600, **popen)
+                               capture_output=True, text=True, timeout=600, env=environment(), **popen)
     if check:
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
@@ -53,7 +70,7 @@ def bench(*args: str, cwd: Path, check: bool = True, **popen) -> subprocess.Comp
 
 def start_bench(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(REPO / "run_bench.py"), *args, "--no-progress"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment())
 
 
 def write_grid(folder: Path, data: Path, iterations: int = 60) -> Path:
