@@ -170,6 +170,7 @@ class EvalConfig:
     subset_size: int = 1000                         # subsets protocol: rows per subset
     seed: int = 2020                                # subsets protocol: torch-fidelity's default seed
     cache_dir: str | None = _operational(None)      # feature cache; None: ${UGATIT_BENCH_CACHE} or ~/.cache/ugatit-bench
+    study: str | None = _operational(None)          # the user study's database for table2 (python -m eval study build)
 
     def __post_init__(self):
         for name in ("batch_size", "max_block_size", "subsets", "subset_size"):
@@ -243,7 +244,7 @@ class Experiment:
     description: str = _operational("")
     output_dir: str = _operational("runs")          # run folders go to <output_dir>/<dataset>/<method...>-s<seed>-<hash>/
     results_dir: str = _operational("results")      # tables go to <results_dir>/<name>/
-    tables: tuple[Literal["table1", "table3"], ...] = ()  # which of the paper's tables to emit
+    tables: tuple[Literal["table1", "table2", "table3"], ...] = ()  # which of the paper's tables to emit (table2: eval.study)
     external: tuple[ExternalResult, ...] = ()       # translations made elsewhere, scored and tabled with the runs
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

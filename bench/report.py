@@ -138,12 +138,29 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     models = [m.label for m in experiment.methods] + [item.label for item in experiment.external]
     table_rows = [dict(row, table=table) for row in rows for table in row["tables"]]
     mark_significance(table_rows, scoring, experiment.train.seeds[0])
-    written = write_tables(table_rows, experiment.tables, plan.results_dir, experiment.name, task_groups, models,
+    kid_tables = [table for table in experiment.tables if table != "table2"]
+    written = write_tables(table_rows, kid_tables, plan.results_dir, experiment.name, task_groups, models,
                            regenerate_command(plan), SIGNIFICANCE + "; with several seeds, the first seed's translations")
     written += write_figures(plan, external, rows)
+    if "table2" in experiment.tables:
+        written += write_study_table(plan)
     for path in written:
         print(f"wrote {path}")
     return written
+
+
+def write_study_table(plan: Plan) -> list[Path]:
+    """Table 2 from the user study's votes (eval/study/), when the experiment names its database."""
+    study = plan.experiment.eval.study
+    if not study or not Path(study).is_file():
+        log.warning("table2: %s; build a study from this experiment's translations with python -m eval study build "
+                    "--experiment %s --out STUDY.db, serve it, and set eval.study: STUDY.db",
+                    f"no study database at {study}" if study else "eval.study names no study database", plan.experiment.source)
+        return []
+    from eval.study.aggregate import write_table2
+    from eval.study.store import StudyStore
+
+    return write_table2(StudyStore(study), plan.results_dir)
 
 
 SIGNIFICANCE_RESAMPLES = 1000   # permutations (and bootstrap draws) per comparison with a column's best

@@ -1,5 +1,6 @@
 """python -m eval score --real DIR --fake DIR [--source DIR] [--protocol paper|subsets|mean]
 python -m eval compare --real DIR --fake [LABEL=]DIR --fake [LABEL=]DIR [...] [--resamples 2000] [--seed 0]
+python -m eval study build|serve|table ...   (the user study of Table 2: eval/study/)
 
 `score` scores any folder of translated images against real images, prints `KID x100 = a +- b` and
 writes a JSON record (protocol, counts, Inception weights' sha256, versions); see eval/score.py.
@@ -138,6 +139,11 @@ def default_record_path(fake: Path, metric: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["study"]:   # the user study has its own commands (eval/study/cli.py)
+        from eval.study.cli import main as study_main
+
+        return study_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "compare":

@@ -184,6 +184,10 @@ def summary(out_dir: Path, tables: Iterable[str]) -> str:
 
     parts = []
     for table in tables:
+        if table == "table2":   # the user study's preference scores: its markdown as written (eval/study/aggregate.py)
+            path = Path(out_dir) / "table2.md"
+            parts.append(path.read_text().strip() if path.is_file() else "table2: no study database (eval.study)")
+            continue
         path = Path(out_dir) / f"{table}.csv"
         frame = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         if frame.empty:
