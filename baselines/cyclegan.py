@@ -196,6 +196,7 @@ class CycleGANMethod(Method):
         self.d_optim = adam(self.d_parameters, lr=self.base_lr)
         self.schedule = resolve_schedule(train, self.reference_schedule)
         self.pool_a, self.pool_b = ImagePool(options.pool_size), ImagePool(options.pool_size)
+        self.untrained_directions: set[str] = set()   # a released generator loaded for one direction only (bench.pretrained)
 
     def set_step(self, step: int) -> None:
         lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
@@ -245,6 +246,8 @@ class CycleGANMethod(Method):
     @torch.no_grad()
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         check_direction(direction)
+        if direction in self.untrained_directions:
+            raise ValueError(f"no generator was loaded for {direction}: give its file to bench.pretrained.load_released")
         generator = self.gen_a2b if direction == "a2b" else self.gen_b2a
         was_training = generator.training
         generator.eval()   # no dropout or running statistics here: eval and train modes give the same output
