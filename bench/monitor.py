@@ -22,6 +22,11 @@ class TensorBoardLog:
         except ImportError:   # the optional extra is not installed
             self.writer = None
             return
+        except Exception as error:  # installed but broken (a protobuf mismatch, say): never stop a training for it
+            log.warning("TensorBoard event files are not written: importing tensorboard failed (%s: %s)",
+                        type(error).__name__, error)
+            self.writer = None
+            return
         # A resumed run drops the events logged after its checkpoint, as stats.jsonl does.
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"),
                                     purge_step=resumed_from + 1 if resumed_from else None)
