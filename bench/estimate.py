@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import time
 from collections import defaultdict
@@ -55,15 +56,11 @@ def record_measurements(results: list[dict[str, Any]], path: Path = SPEED_TABLE)
                "device": r["device"].split(":")[0], "device_name": r["device_name"], "threads": r["threads"],
                "seconds_per_iteration": f"{r['seconds_per_iteration']:.4g}", "measured": today}
         rows[key(row)] = row
-    lines = [",".join(COLUMNS)]
-    for row in sorted(rows.values(), key=lambda row: (row["device"], row["method"], row["image_size"])):
-        lines.append(",".join(_csv_field(row[column]) for column in COLUMNS))
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-
-
-def _csv_field(value: Any) -> str:
-    text = str(value)
-    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows.values(), key=lambda row: (row["device"], row["method"], row["image_size"])))
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def run_shape(plan: Plan, training: TrainingRun) -> tuple[int | None, int, int]:
