@@ -98,6 +98,8 @@ class MethodSpec:
     train: Any = None                               # this method's own iterations, batch_size, lr, schedule, decay_start
     datasets: tuple[str, ...] | None = None         # run only on these of the experiment's datasets (default: all)
     directions: tuple[Direction, ...] | None = None  # evaluate only these directions (default: each dataset's)
+    pretrained: Any = None                          # the authors' released files instead of training (bench/pretrained.py):
+                                                    #   cyclegan {a2b: FILE, b2a: FILE}; ugatit {checkpoint: FILE}
 
     def train_config(self, experiment_train: "TrainConfig") -> "TrainConfig":
         """The experiment's training settings with this method's own `train:` keys applied."""
@@ -569,8 +571,27 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
                 f"the same dataset(s); give each variant its own label"
             )
         labels.setdefault(label, []).append((index, runs_on))
+        if spec.pretrained is not None:
+            _check_pretrained(spec, path + ("pretrained",), origins)
         resolved.append(dataclasses.replace(spec, label=label, options=options, train=method_train))
     return dataclasses.replace(experiment, methods=tuple(resolved))
+
+
+def _check_pretrained(spec: MethodSpec, path: KeyPath, origins: _Origins) -> None:
+    from bench.pretrained import RELEASED_FILES
+
+    allowed = RELEASED_FILES.get(spec.name)
+    where = origins.source_of(path)
+    if allowed is None:
+        raise ConfigError(f"{where}: {format_key_path(path)}: released files of {spec.name!r} cannot be loaded; "
+                          f"methods with released files: {', '.join(RELEASED_FILES)}")
+    if not isinstance(spec.pretrained, dict) or not spec.pretrained or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in spec.pretrained.items()):
+        raise ConfigError(f"{where}: {format_key_path(path)}: expected a mapping of {' / '.join(allowed)} to file paths")
+    unknown = sorted(set(spec.pretrained) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: {format_key_path(path)}: {', '.join(unknown)} not allowed for {spec.name}; "
+                          f"allowed: {', '.join(allowed)}")
 
 
 def _check_where_it_runs(experiment: Experiment, spec: MethodSpec, path: KeyPath, origins: _Origins,

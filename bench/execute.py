@@ -148,11 +148,20 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
         raise DataError(f"{dataset_dir}: the dataset was missing when the experiment was planned; run it again")
     image_size, total = train_config.image_size, train_config.iterations
 
-    # Train, unless finished (or --eval-only, which scores whatever checkpoint there is).
+    # Train, unless finished (or --eval-only, which scores whatever checkpoint there is). The authors'
+    # released weights (a `pretrained:` entry) are loaded instead: nothing is trained, step 0.
     method = None
     marker = read_json(run_dir / TRAINED_MARKER)
     steps = marker["steps"] if marker else None
-    if steps is None or steps < total:
+    if training.method.pretrained is not None:
+        from bench.pretrained import load_released
+
+        method = load_released(training.method.name, device, image_size=image_size, train=train_config,
+                               **training.method.pretrained)
+        steps = 0
+        if marker is None:
+            atomic_write_json(run_dir / TRAINED_MARKER, {"steps": 0, "released": training.method.pretrained})
+    elif steps is None or steps < total:
         if eval_only:
             if not checkpoint_path(run_dir).exists():
                 raise RunNotTrained(f"{run_dir}: no checkpoint to score; run without --eval-only to train it")

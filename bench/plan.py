@@ -120,6 +120,18 @@ def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpe
             "dataset": dataset.name, "seed": seed, "train": train_fields, "data": data}
 
 
+def released_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec) -> dict[str, Any]:
+    """A run of the authors' released files: what it computes is fixed by the files' contents (sha256)
+    and how its test images are prepared, not by training settings."""
+    from bench.files import sha256_file
+
+    files = {key: (sha256_file(Path(path)) if Path(path).is_file() else f"missing: {path}")
+             for key, path in sorted(method.pretrained.items())}
+    data = identity_fields(experiment.data)
+    return {"method": method.name, "released": files, "dataset": dataset.name,
+            "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"]}}
+
+
 def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -204,15 +216,23 @@ def plan_experiment(experiment: Experiment, only: str | None = None, overrides: 
                 continue   # the entry runs elsewhere (its `datasets:` / `directions:`)
             dataset = replace(dataset, directions=directions)
             info = dataset_info(dataset.name)
-            try:
-                train = method_registry.resolve_training(method_class, method.options, method.train_config(experiment.train),
-                                                           planned_train_images(experiment, dataset))
-            except ConfigError:   # the reference length depends on the dataset, which is missing
-                train = None
-            for seed in experiment.train.seeds:
-                identity = run_identity(experiment, method, dataset, seed, train)
+            if method.pretrained is not None:   # released weights: nothing to train, one run (no seeds)
+                train = replace(method.train_config(experiment.train), iterations=1)
+                seeds = experiment.train.seeds[:1]
+            else:
+                seeds = experiment.train.seeds
+                try:
+                    train = method_registry.resolve_training(method_class, method.options, method.train_config(experiment.train),
+                                                               planned_train_images(experiment, dataset))
+                except ConfigError:   # the reference length depends on the dataset, which is missing
+                    train = None
+            for seed in seeds:
+                identity = (released_identity(experiment, method, dataset) if method.pretrained is not None
+                            else run_identity(experiment, method, dataset, seed, train))
                 run_id = identity_hash(identity)
-                run_dir = output_dir / dataset.name / run_folder_name(method, identity, seed, run_id)
+                name = (f"{slug(method.name)}-released-{run_id}" if method.pretrained is not None
+                        else run_folder_name(method, identity, seed, run_id))
+                run_dir = output_dir / dataset.name / name
                 elsewhere = finished_run_elsewhere(run_id, identity) if reuse and not run_dir.exists() else None
                 training = TrainingRun(method, dataset, seed, run_id, elsewhere or run_dir, identity, train,
                                        reused_from_elsewhere=elsewhere is not None)
@@ -235,6 +255,10 @@ def _data_problems(experiment: Experiment) -> list[str]:
         if absent:
             problems.append(f"dataset {dataset.name!r}: {root / dataset.name} lacks {', '.join(absent)}; "
                             f"{how_to_get(dataset.name, root)}")
+    for method in experiment.methods:
+        for key, path in (method.pretrained or {}).items():
+            if not Path(path).is_file():
+                problems.append(f"released weights of {method.label} ({method.name}), {key}: {path} not found")
     for item in experiment.external:
         if not Path(item.folder).is_dir():
             problems.append(f"external result {item.label!r}: folder {item.folder} not found")
@@ -255,6 +279,7 @@ def format_plan(plan: Plan) -> str:
     selected = set(plan.selected)
     rows = [
         [index, e.training.variant, e.training.method.name, e.training.dataset.name, e.task, e.training.seed,
+         "released" if e.training.method.pretrained is not None else
          f"{e.training.train.iterations:,}" if e.training.train else _estimated_length(e.training),
          str(e.training.run_dir) + (" (finished elsewhere: reused)" if e.training.reused_from_elsewhere else "")]
         for index, e in enumerate((e for e in plan.evaluations if e.training.run_id in selected), start=1)

@@ -38,7 +38,8 @@ from bench.methods import Method, create_method
 
 log = logging.getLogger("bench")
 
-SUPPORTED = ("cyclegan", "ugatit")
+RELEASED_FILES = {"cyclegan": ("a2b", "b2a"), "ugatit": ("checkpoint",)}   # what load_released takes, per method
+SUPPORTED = tuple(RELEASED_FILES)
 _RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 
 

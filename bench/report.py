@@ -90,9 +90,15 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
         if not record:
             continue
         method_class = method_registry.method_class(training.method.name)
-        run_notes = list(method_class.deviations(training.method.options, training.method.train_config(experiment.train)))
-        reference = method_class.reference_iterations(
-            training.method.options, training_images(experiment.data.resolved_root() / training.dataset.name))
+        if training.method.pretrained is not None:
+            files = ", ".join(f"{key}: {Path(path).name} (sha256 {training.identity['released'][key][:12]})"
+                              for key, path in sorted(training.method.pretrained.items()))
+            run_notes = [f"{training.variant}: the authors' released weights, not trained here ({files})"]
+            reference = None
+        else:
+            run_notes = list(method_class.deviations(training.method.options, training.method.train_config(experiment.train)))
+            reference = method_class.reference_iterations(
+                training.method.options, training_images(experiment.data.resolved_root() / training.dataset.name))
         if reference and record["steps"] < reference:
             run_notes.append(f"trained {record['steps']:,} iterations (reference length: {reference:,})")
         if experiment.train.image_size != PAPER_IMAGE_SIZE:

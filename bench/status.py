@@ -89,7 +89,7 @@ def run_state(training: TrainingRun, settings_key: str) -> RunState:
                                         result[k].get("step") == marker["steps"] for k in keys)
     translated = marker is not None and all((read_manifest(run_dir / "translations" / k) or {}).get("step") == marker["steps"]
                                             for k in keys)
-    trained = marker is not None and (total is None or marker["steps"] >= total)
+    trained = marker is not None and (training.method.pretrained is not None or total is None or marker["steps"] >= total)
     state = RunState(training, NOT_STARTED, step, total, speed)
     owner = lock_owner(run_dir)
     failure = read_json(run_dir / FAILURE_FILE)

@@ -145,3 +145,58 @@ def test_inspect_names_the_method_and_architecture(tmp_path, capsys):
     assert inspect_file(tmp_path / "old.pth")["running_statistics"] is True
     torch.save({"a": {"enc_style.model.0.weight": torch.zeros(1)}, "b": {}}, tmp_path / "gen_00100000.pt")
     assert inspect_file(tmp_path / "gen_00100000.pt")["method"] == "munit"
+
+
+def test_an_experiment_entry_scores_released_weights_without_training(tmp_path, write_yaml, tiny_dataset, capsys):
+    import pandas as pd
+
+    from bench.cli import main as bench_main
+
+    generator_a, generator_b = authors_generator(3, width=8, n_blocks=2), authors_generator(4, width=8, n_blocks=2)
+    torch.save(generator_a.state_dict(), tmp_path / "G_A.pth")
+    torch.save(generator_b.state_dict(), tmp_path / "G_B.pth")
+    experiment = write_yaml("released.yaml", f"""\
+        name: released
+        output_dir: {tmp_path}/runs
+        results_dir: {tmp_path}/results
+        datasets: [{{name: tiny}}]
+        methods:
+          - {{name: cyclegan, label: "CycleGAN (released)", pretrained: {{a2b: {tmp_path}/G_A.pth, b2a: {tmp_path}/G_B.pth}}}}
+          - {{name: identity}}
+        data: {{root: {tiny_dataset.parent}}}
+        train: {{image_size: 32, seeds: [0, 1], num_workers: 0}}
+        eval: {{inception_weights: random}}
+        tables: [table3]
+        """)
+    assert bench_main([str(experiment), "--no-progress"]) == 0
+    [run] = list((tmp_path / "runs" / "tiny").glob("cyclegan-released-*"))      # one run: released weights have no seeds
+    assert not (run / "checkpoints").exists() and not (run / "stats.jsonl").exists()
+    from bench.data import SortedImageFolder
+
+    translated = SortedImageFolder(run / "translations" / "a2b", 32, "fail")[0][0]
+    source = SortedImageFolder(tiny_dataset / "testA", 32, "fail")[0][0]
+    with torch.no_grad():
+        expected = generator_a(source.unsqueeze(0))[0]
+    assert (translated - expected).abs().max() < 2 / 255 + 1e-6                   # the authors' network, through a PNG
+    table = pd.read_csv(tmp_path / "results" / "released" / "table3.csv")
+    row = table[table["model"] == "CycleGAN (released)"].iloc[0]
+    assert "the authors' released weights, not trained here (a2b: G_A.pth" in row["notes"]
+    capsys.readouterr()
+    assert bench_main([str(experiment), "--status"]) == 0 and " scored " in capsys.readouterr().out
+    # another file is another run; a missing one stops the command before anything runs
+    torch.save(authors_generator(5, width=8, n_blocks=2).state_dict(), tmp_path / "G_A.pth")
+    assert bench_main([str(experiment), "--dry-run"]) == 0 and "released" in capsys.readouterr().out
+    (tmp_path / "G_B.pth").unlink()
+    assert bench_main([str(experiment), "--no-progress"]) == 2
+    assert "released weights of CycleGAN (released) (cyclegan), b2a:" in capsys.readouterr().err
+
+
+def test_a_pretrained_entry_is_checked_when_the_experiment_loads(tmp_path, write_yaml):
+    from bench.config import ConfigError, load_experiment
+
+    for entry, message in [("{name: unit, pretrained: {gen: x.pt}}", "released files of 'unit' cannot be loaded"),
+                           ("{name: cyclegan, pretrained: {checkpoint: x.pt}}", "checkpoint not allowed for cyclegan; allowed: a2b, b2a"),
+                           ("{name: ugatit, pretrained: [x.pt]}", "expected a mapping of checkpoint to file paths")]:
+        path = write_yaml("p.yaml", f"name: p\ndatasets: [{{name: shapes}}]\nmethods: [{entry}]\n")
+        with pytest.raises(ConfigError, match=message):
+            load_experiment(path)
