@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from bench.files import download_weights, load_torch_file, sha256_file
+from bench.files import cached_sha256_file, download_weights, load_torch_file
 
 VGG_WEIGHTS_ENV = "UGATIT_BENCH_VGG19"
 RANDOM_WEIGHTS = "random"
@@ -55,18 +55,6 @@ class VGGWeights:
         return f"NON-STANDARD VGG19 weights (sha256 {self.identity[:12]}...)"
 
 
-_hashes: dict[tuple[str, int, int], str] = {}
-
-
-def _file_identity(path: Path) -> str:
-    """The file's sha256, computed once per (path, size, modification time) in this process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _hashes:
-        _hashes[key] = sha256_file(path)
-    return _hashes[key]
-
-
 def resolve_vgg_weights(requested: str | None, allow_download: bool = True) -> VGGWeights:
     requested = requested or os.environ.get(VGG_WEIGHTS_ENV) or None
     if requested == RANDOM_WEIGHTS:
@@ -76,7 +64,7 @@ def resolve_vgg_weights(requested: str | None, allow_download: bool = True) -> V
         if not path.is_file():
             raise VGGWeightsError(f"VGG19 weights file {path} not found (from the cartoongan option vgg_weights or "
                                   f"${VGG_WEIGHTS_ENV}); download {TORCHVISION_URL} and give its path")
-        return VGGWeights(path, _file_identity(path))
+        return VGGWeights(path, cached_sha256_file(path))
     path = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
     if not path.is_file():
         if not allow_download:
@@ -88,7 +76,7 @@ def resolve_vgg_weights(requested: str | None, allow_download: bool = True) -> V
             raise VGGWeightsError(f"could not download the VGG19 weights from {TORCHVISION_URL} ({error}); download it "
                                   f"elsewhere and give its path with the cartoongan option vgg_weights or "
                                   f"${VGG_WEIGHTS_ENV}") from None
-    return VGGWeights(path, _file_identity(path))
+    return VGGWeights(path, cached_sha256_file(path))
 
 
 class VGGContent(nn.Module):

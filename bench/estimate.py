@@ -93,7 +93,7 @@ def price(training: TrainingRun, image_size: int, batch_size: int,
 
 def format_estimate(plan: Plan, table: list[dict[str, Any]] | None = None) -> str:
     table = load_speed_table() if table is None else table
-    selected = [t for t in plan.trainings if t.run_id in set(plan.selected)]
+    selected = plan.selected_trainings
     hours: dict[str, float] = defaultdict(float)
     devices: dict[str, set[str]] = defaultdict(set)
     unpriced, approximate = [], set()

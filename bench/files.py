@@ -230,6 +230,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256_file(path: Path) -> str:
+    """The file's sha256, computed once per (path, size, modification time) in this process: weights
+    files that enter several runs' identities are read once."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _hashes:
+        _hashes[key] = sha256_file(path)
+    return _hashes[key]
+
+
 def load_torch_file(path: Path, what: str = "PyTorch file") -> Any:
     """torch.load(path, weights_only=True) on the CPU; a clear UnreadableFileError for anything else.
 

@@ -74,6 +74,12 @@ class Plan:
     overrides: tuple[str, ...] = ()           # the --set overrides, for the regenerate command
 
     @property
+    def selected_trainings(self) -> list[TrainingRun]:
+        """The training runs --only selects, in plan order."""
+        selected = set(self.selected)
+        return [t for t in self.trainings if t.run_id in selected]
+
+    @property
     def results_dir(self) -> Path:
         return Path(self.experiment.results_dir) / results_name(self.experiment.name, self.overrides)
 
@@ -123,9 +129,9 @@ def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpe
 def released_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec) -> dict[str, Any]:
     """A run of the authors' released files: what it computes is fixed by the files' contents (sha256)
     and how its test images are prepared, not by training settings."""
-    from bench.files import sha256_file
+    from bench.files import cached_sha256_file
 
-    files = {key: (sha256_file(Path(path)) if Path(path).is_file() else f"missing: {path}")
+    files = {key: (cached_sha256_file(Path(path)) if Path(path).is_file() else f"missing: {path}")
              for key, path in sorted(method.pretrained.items())}
     data = identity_fields(experiment.data)
     return {"method": method.name, "released": files, "dataset": dataset.name,

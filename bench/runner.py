@@ -34,8 +34,7 @@ __all__ = ["RunReport", "run_plan", "format_reports", "selected_jobs", "write_re
 
 
 def selected_jobs(plan: Plan, eval_only: bool, progress: bool) -> list[RunJob]:
-    selected = set(plan.selected)
-    return [RunJob(plan.experiment, t, eval_only, progress) for t in plan.trainings if t.run_id in selected]
+    return [RunJob(plan.experiment, t, eval_only, progress) for t in plan.selected_trainings]
 
 
 def check_inputs(plan: Plan, progress: bool) -> Scoring:
@@ -45,8 +44,7 @@ def check_inputs(plan: Plan, progress: bool) -> Scoring:
         raise DataError("some inputs are missing; nothing was run:\n  " + "\n  ".join(plan.data_problems))
     scoring = Scoring(plan.experiment, progress)
     _ = scoring.scorer
-    selected = set(plan.selected)
-    for dataset in {t.dataset.name: t.dataset for t in plan.trainings if t.run_id in selected}.values():
+    for dataset in {t.dataset.name: t.dataset for t in plan.selected_trainings}.values():
         prepare_dataset(dataset, plan.experiment.data.resolved_root())
     return scoring
 

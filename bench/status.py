@@ -130,8 +130,7 @@ def _duration(seconds: float | None) -> str:
 
 def collect_states(plan: Plan) -> list[RunState]:
     key = score_settings_key(plan)
-    selected = set(plan.selected)
-    states = [run_state(t, key) for t in plan.trainings if t.run_id in selected]
+    states = [run_state(t, key) for t in plan.selected_trainings]
     queue = queue_states([s.slurm_job for s in states if s.slurm_job])
     for state in states:
         if state.slurm_job and queue is not None:
