@@ -99,7 +99,8 @@ class MethodSpec:
     datasets: tuple[str, ...] | None = None         # run only on these of the experiment's datasets (default: all)
     directions: tuple[Direction, ...] | None = None  # evaluate only these directions (default: each dataset's)
     pretrained: Any = None                          # the authors' released files instead of training (bench/pretrained.py):
-                                                    #   cyclegan {a2b: FILE, b2a: FILE}; ugatit {checkpoint: FILE}
+                                                    #   cyclegan {a2b: FILE, b2a: FILE}; ugatit {checkpoint: FILE};
+                                                    #   unit, munit {gen: FILE, pad_type: reflect | zero}
 
     def train_config(self, experiment_train: "TrainConfig") -> "TrainConfig":
         """The experiment's training settings with this method's own `train:` keys applied."""
@@ -578,20 +579,34 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
 
 
 def _check_pretrained(spec: MethodSpec, path: KeyPath, origins: _Origins) -> None:
-    from bench.pretrained import RELEASED_FILES
+    from bench.multimodal import TEST_FIELDS
+    from bench.pretrained import RELEASED_FILES, RELEASED_SETTINGS
 
-    allowed = RELEASED_FILES.get(spec.name)
+    files = RELEASED_FILES.get(spec.name)
     where = origins.source_of(path)
-    if allowed is None:
+    if files is None:
         raise ConfigError(f"{where}: {format_key_path(path)}: released files of {spec.name!r} cannot be loaded; "
                           f"methods with released files: {', '.join(RELEASED_FILES)}")
+    settings = RELEASED_SETTINGS.get(spec.name, {})
+    allowed = files + tuple(settings)
     if not isinstance(spec.pretrained, dict) or not spec.pretrained or \
             not all(isinstance(k, str) and isinstance(v, str) for k, v in spec.pretrained.items()):
-        raise ConfigError(f"{where}: {format_key_path(path)}: expected a mapping of {' / '.join(allowed)} to file paths")
+        raise ConfigError(f"{where}: {format_key_path(path)}: expected a mapping of {' / '.join(files)} to file paths")
     unknown = sorted(set(spec.pretrained) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: {format_key_path(path)}: {', '.join(unknown)} not allowed for {spec.name}; "
                           f"allowed: {', '.join(allowed)}")
+    if not set(spec.pretrained) & set(files):
+        raise ConfigError(f"{where}: {format_key_path(path)}: no file given; give {' / '.join(files)}")
+    for name, choices in settings.items():
+        if name in spec.pretrained and spec.pretrained[name] not in choices:
+            raise ConfigError(f"{origins.source_of(path + (name,))}: {format_key_path(path + (name,))}: "
+                              f"{spec.pretrained[name]!r} is not one of {', '.join(choices)}")
+    architecture = sorted(set(spec.options or {}) - set(TEST_FIELDS))
+    if architecture:
+        raise ConfigError(f"{origins.source_of(path[:-1] + ('options',))}: {format_key_path(path[:-1] + ('options',))}: "
+                          f"{', '.join(architecture)}: a released model's networks come from its files; only the "
+                          f"test-time options ({', '.join(TEST_FIELDS)}) of a multimodal method may be set")
 
 
 def _check_where_it_runs(experiment: Experiment, spec: MethodSpec, path: KeyPath, origins: _Origins,

@@ -154,10 +154,13 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
     marker = read_json(run_dir / TRAINED_MARKER)
     steps = marker["steps"] if marker else None
     if training.method.pretrained is not None:
+        from bench.multimodal import TEST_FIELDS
         from bench.pretrained import load_released
 
+        test_options = {name: getattr(training.method.options, name) for name in TEST_FIELDS
+                        if hasattr(training.method.options, name)}   # how a multimodal model draws its test codes
         method = load_released(training.method.name, device, image_size=image_size, train=train_config,
-                               **training.method.pretrained)
+                               **training.method.pretrained, **test_options)
         steps = 0
         if marker is None:
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": 0, "released": training.method.pretrained})

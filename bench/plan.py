@@ -130,11 +130,13 @@ def released_identity(experiment: Experiment, method: MethodSpec, dataset: Datas
     """A run of the authors' released files: what it computes is fixed by the files' contents (sha256)
     and how its test images are prepared, not by training settings."""
     from bench.files import cached_sha256_file
+    from bench.pretrained import released_files
 
     files = {key: (cached_sha256_file(Path(path)) if Path(path).is_file() else f"missing: {path}")
-             for key, path in sorted(method.pretrained.items())}
+             for key, path in sorted(released_files(method.name, method.pretrained).items())}
+    settings = {key: value for key, value in sorted(method.pretrained.items()) if key not in files}
     data = identity_fields(experiment.data)
-    return {"method": method.name, "released": files, "dataset": dataset.name,
+    return {"method": method.name, "released": files, **({"settings": settings} if settings else {}), "dataset": dataset.name,
             "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"]}}
 
 
@@ -251,6 +253,8 @@ def plan_experiment(experiment: Experiment, only: str | None = None, overrides: 
 
 
 def _data_problems(experiment: Experiment) -> list[str]:
+    from bench.pretrained import released_files
+
     root = experiment.data.resolved_root()
     problems = []
     for dataset in experiment.datasets:
@@ -262,7 +266,7 @@ def _data_problems(experiment: Experiment) -> list[str]:
             problems.append(f"dataset {dataset.name!r}: {root / dataset.name} lacks {', '.join(absent)}; "
                             f"{how_to_get(dataset.name, root)}")
     for method in experiment.methods:
-        for key, path in (method.pretrained or {}).items():
+        for key, path in released_files(method.name, method.pretrained or {}).items():
             if not Path(path).is_file():
                 problems.append(f"released weights of {method.label} ({method.name}), {key}: {path} not found")
     for item in experiment.external:

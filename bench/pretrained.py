@@ -3,6 +3,8 @@
     load_released("cyclegan", a2b="latest_net_G_A.pth", b2a="latest_net_G_B.pth", device="cpu")
     load_released("cyclegan", a2b="horse2zebra/latest_net_G.pth")        # a model-zoo generator: one direction
     load_released("ugatit", checkpoint="selfie2anime_params_latest.pt")
+    load_released("unit", gen="outputs/unit_horse2zebra/checkpoints/gen_01000000.pt")
+    load_released("munit", gen="gen_01000000.pt", test_style="random", test_seed=0)   # how test codes are drawn
     python -m bench.pretrained inspect FILE                              # which method and architecture a file holds
 
 The returned method translates like one trained here (bench.translate, the experiment's scoring),
@@ -18,7 +20,11 @@ saved by 2018 versions also hold `running_mean`, `running_var` and `num_batches_
 norms that tracked running statistics; the authors' current code drops them and normalises each image
 by its own statistics, and so does this loader (it says so). A released generator translates one
 direction; a direction without a file is refused at translation.
-Released UNIT and MUNIT files (`gen_XXXXXXXX.pt`) are recognised by `inspect` but not loaded yet.
+
+UNIT and MUNIT (mingyuliutw/UNIT master, NVlabs/MUNIT): a `gen_XXXXXXXX.pt` file holds both
+generators; bench/released_unit_munit.py maps its layout. The padding (`pad_type`, reflect in all the
+authors' configurations) is not in the tensors: give pad_type="zero" for a model trained with zero
+padding. MUNIT's test-time options (bench/multimodal.py) choose how its style codes are drawn.
 """
 
 from __future__ import annotations
@@ -35,11 +41,19 @@ import torch
 from bench.config import TrainConfig
 from bench.files import UnreadableFileError, load_torch_file
 from bench.methods import Method, create_method
+from bench.released_unit_munit import PAD_TYPES, GenFileError, gen_file_method, inspect_gen_file, load_gen_file
 
 log = logging.getLogger("bench")
 
-RELEASED_FILES = {"cyclegan": ("a2b", "b2a"), "ugatit": ("checkpoint",)}   # what load_released takes, per method
+RELEASED_FILES = {"cyclegan": ("a2b", "b2a"), "ugatit": ("checkpoint",), "unit": ("gen",), "munit": ("gen",)}
+# settings of the authors' networks that their files do not hold, with their allowed values
+RELEASED_SETTINGS = {"unit": {"pad_type": PAD_TYPES}, "munit": {"pad_type": PAD_TYPES}}
 SUPPORTED = tuple(RELEASED_FILES)
+
+
+def released_files(method: str, pretrained: dict[str, Any]) -> dict[str, str]:
+    """The file entries of an experiment's `pretrained:` mapping (without settings such as pad_type)."""
+    return {key: value for key, value in pretrained.items() if key not in RELEASED_SETTINGS.get(method, {})}
 _RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -152,12 +166,26 @@ def load_ugatit(checkpoint: str | Path, device: str | torch.device = "cpu", imag
     return method
 
 
+# ----------------------------------------------------------------------------------------------
+# UNIT and MUNIT (bench/released_unit_munit.py)
+
+
+def load_unit_or_munit(method: str, gen: str | Path, device: str | torch.device = "cpu", image_size: int = 256,
+                       train: TrainConfig | None = None, pad_type: str = "reflect", **test_options: Any) -> Method:
+    try:
+        return load_gen_file(method, gen, device, _train_config(train, image_size), pad_type, **test_options)
+    except GenFileError as error:
+        raise ReleasedFileError(str(error)) from None
+
+
 def load_released(method: str, device: str | torch.device = "cpu", **files: Any) -> Method:
     """A ready Method from the authors' files: translate works, and training may continue from it."""
     if method == "cyclegan":
         return load_cyclegan(device=device, **files)
     if method == "ugatit":
         return load_ugatit(device=device, **files)
+    if method in ("unit", "munit"):
+        return load_unit_or_munit(method, device=device, **files)
     raise ReleasedFileError(f"released files of {method!r} cannot be loaded yet; supported: {', '.join(SUPPORTED)}")
 
 
@@ -181,9 +209,11 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     if isinstance(state, dict) and "model.0.weight" in state and state["model.0.weight"].dim() == 4 \
             and tuple(state["model.0.weight"].shape[1:]) == (3, 4, 4):
         return {"method": "cyclegan", "format": "pytorch-CycleGAN-and-pix2pix PatchGAN discriminator (not needed to translate)"}
-    if isinstance(content, dict) and {"a", "b"} <= set(content):
-        style = any("mlp" in str(k) or "enc_style" in str(k) for k in content["a"])
-        return {"method": "munit" if style else "unit", "format": "UNIT/MUNIT gen_XXXXXXXX.pt (not loaded yet)"}
+    if gen_file_method(content) is not None:
+        try:
+            return inspect_gen_file(content, path)
+        except GenFileError as error:
+            raise ReleasedFileError(str(error)) from None
     found = f"keys {', '.join(sorted(map(str, content))[:6])}" if isinstance(content, dict) else f"a {type(content).__name__}"
     raise ReleasedFileError(f"{path}: not a released model this harness knows (U-GAT-IT, CycleGAN, UNIT, MUNIT); found {found}")
 

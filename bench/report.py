@@ -91,7 +91,8 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
             continue
         method_class = method_registry.method_class(training.method.name)
         if training.method.pretrained is not None:
-            files = ", ".join(f"{key}: {Path(path).name} (sha256 {training.identity['released'][key][:12]})"
+            released = training.identity["released"]
+            files = ", ".join(f"{key}: {Path(path).name} (sha256 {released[key][:12]})" if key in released else f"{key}: {path}"
                               for key, path in sorted(training.method.pretrained.items()))
             run_notes = [f"{training.variant}: the authors' released weights, not trained here ({files})"]
             reference = None
