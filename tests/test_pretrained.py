@@ -145,6 +145,22 @@ def test_inspect_names_the_method_and_architecture(tmp_path, capsys):
     assert inspect_file(tmp_path / "old.pth")["running_statistics"] is True
 
 
+def released_experiment(write_yaml, tmp_path, tiny_dataset, methods: str):
+    """An experiment on the tiny dataset at 32 px, seeds 0 and 1, with these `methods:` entries."""
+    return write_yaml("released.yaml", f"""\
+        name: released
+        output_dir: {tmp_path}/runs
+        results_dir: {tmp_path}/results
+        datasets: [{{name: tiny}}]
+        methods:
+{methods}
+        data: {{root: {tiny_dataset.parent}}}
+        train: {{image_size: 32, seeds: [0, 1], num_workers: 0}}
+        eval: {{inception_weights: random}}
+        tables: [table3]
+        """)
+
+
 def test_an_experiment_entry_scores_released_weights_without_training(tmp_path, write_yaml, tiny_dataset, capsys):
     import pandas as pd
 
@@ -153,19 +169,9 @@ def test_an_experiment_entry_scores_released_weights_without_training(tmp_path, 
     generator_a, generator_b = authors_generator(3, width=8, n_blocks=2), authors_generator(4, width=8, n_blocks=2)
     torch.save(generator_a.state_dict(), tmp_path / "G_A.pth")
     torch.save(generator_b.state_dict(), tmp_path / "G_B.pth")
-    experiment = write_yaml("released.yaml", f"""\
-        name: released
-        output_dir: {tmp_path}/runs
-        results_dir: {tmp_path}/results
-        datasets: [{{name: tiny}}]
-        methods:
+    experiment = released_experiment(write_yaml, tmp_path, tiny_dataset, f"""\
           - {{name: cyclegan, label: "CycleGAN (released)", pretrained: {{a2b: {tmp_path}/G_A.pth, b2a: {tmp_path}/G_B.pth}}}}
-          - {{name: identity}}
-        data: {{root: {tiny_dataset.parent}}}
-        train: {{image_size: 32, seeds: [0, 1], num_workers: 0}}
-        eval: {{inception_weights: random}}
-        tables: [table3]
-        """)
+          - {{name: identity}}""")
     assert bench_main([str(experiment), "--no-progress"]) == 0
     [run] = list((tmp_path / "runs" / "tiny").glob("cyclegan-released-*"))      # one run: released weights have no seeds
     assert not (run / "checkpoints").exists() and not (run / "stats.jsonl").exists()

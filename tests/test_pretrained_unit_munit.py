@@ -288,22 +288,13 @@ def test_an_experiment_entry_scores_a_released_munit_with_its_test_options(tmp_p
 
     from bench.cli import main as bench_main
     from bench.data import SortedImageFolder
+    from test_pretrained import released_experiment
 
     gen_a, gen_b = randomised(AuthorsAdaINGen(8, 1, 4, 16), 6), randomised(AuthorsAdaINGen(8, 1, 4, 16), 7)
     save_gen_file(tmp_path / "gen_00200000.pt", gen_a, gen_b)
-    experiment = write_yaml("released.yaml", f"""\
-        name: released
-        output_dir: {tmp_path}/runs
-        results_dir: {tmp_path}/results
-        datasets: [{{name: tiny}}]
-        methods:
+    experiment = released_experiment(write_yaml, tmp_path, tiny_dataset, f"""\
           - {{name: munit, label: "MUNIT (authors' code)", pretrained: {{gen: {tmp_path}/gen_00200000.pt}},
-             options: {{test_style: mean}}}}
-        data: {{root: {tiny_dataset.parent}}}
-        train: {{image_size: 32, num_workers: 0}}
-        eval: {{inception_weights: random}}
-        tables: [table3]
-        """)
+             options: {{test_style: mean}}}}""")
     assert bench_main([str(experiment), "--no-progress"]) == 0
     [run] = list((tmp_path / "runs" / "tiny").glob("munit-released-*"))
     result = json.loads((run / "result.json").read_text())
