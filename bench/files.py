@@ -243,6 +243,16 @@ def cached_sha256_file(path: Path) -> str:
     return _hashes[key]
 
 
+def strip_data_parallel_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict saved from a DataParallel wrapper carries `module.` before every key: without it."""
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")   # norm buffers without weights
+
+
 def load_torch_file(path: Path, what: str = "PyTorch file") -> Any:
     """torch.load(path, weights_only=True) on the CPU; a clear UnreadableFileError for anything else.
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from bench.config import TrainConfig
-from bench.files import UnreadableFileError, load_torch_file
+from bench.files import RUNNING_STATISTICS, UnreadableFileError, load_torch_file, strip_data_parallel_prefix
 from bench.methods import Method, create_method
 from bench.released_unit_munit import PAD_TYPES, GenFileError, gen_file_method, inspect_gen_file, load_gen_file
 
@@ -54,7 +54,6 @@ SUPPORTED = tuple(RELEASED_FILES)
 def released_files(method: str, pretrained: dict[str, Any]) -> dict[str, str]:
     """The file entries of an experiment's `pretrained:` mapping (without settings such as pad_type)."""
     return {key: value for key, value in pretrained.items() if key not in RELEASED_SETTINGS.get(method, {})}
-_RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 class ReleasedFileError(ValueError):
@@ -63,13 +62,6 @@ class ReleasedFileError(ValueError):
 
 # ----------------------------------------------------------------------------------------------
 # CycleGAN
-
-
-def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
-    """Files saved from a DataParallel wrapper carry `module.` before every key."""
-    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return state
 
 
 def cyclegan_architecture(state: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -87,7 +79,7 @@ def cyclegan_architecture(state: dict[str, Any], path: Path) -> dict[str, Any]:
         raise ReleasedFileError(f"{path}: residual blocks at model.{blocks} (expected model.10, model.11, ... in a row): "
                                 "not a resnet_Nblocks CycleGAN generator")
     return {"method": "cyclegan", "width": int(first.shape[0]), "n_blocks": len(blocks),
-            "running_statistics": any(k.endswith(_RUNNING_STATISTICS) for k in state)}
+            "running_statistics": any(k.endswith(RUNNING_STATISTICS) for k in state)}
 
 
 def cyclegan_to_project(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -95,7 +87,7 @@ def cyclegan_to_project(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     baselines/cyclegan.py), without the instance norms' running statistics."""
     converted = {}
     for key, value in state.items():
-        if key.endswith(_RUNNING_STATISTICS):
+        if key.endswith(RUNNING_STATISTICS):
             continue
         converted[key.removeprefix("model.").replace(".conv_block.", ".body.")] = value
     return converted
@@ -103,7 +95,7 @@ def cyclegan_to_project(state: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def _read_cyclegan(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = Path(path)
-    state = _strip_prefix(load_torch_file(path, "CycleGAN generator file"))
+    state = strip_data_parallel_prefix(load_torch_file(path, "CycleGAN generator file"))
     architecture = cyclegan_architecture(state, path)
     if architecture["running_statistics"]:
         log.info("%s: an old CycleGAN file with instance-norm running statistics; they are dropped and each image is "
@@ -203,7 +195,7 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
         architecture = infer_architecture(content)
         return {"method": "ugatit", "format": "UGATIT-pytorch checkpoint", "width": architecture.width,
                 "n_res": architecture.n_res, "light": architecture.light, "image_size": architecture.image_size}
-    state = _strip_prefix(content) if isinstance(content, dict) else content
+    state = strip_data_parallel_prefix(content) if isinstance(content, dict) else content
     if isinstance(state, dict) and "model.1.weight" in state:
         return {**cyclegan_architecture(state, path), "format": "pytorch-CycleGAN-and-pix2pix generator"}
     if isinstance(state, dict) and "model.0.weight" in state and state["model.0.weight"].dim() == 4 \

@@ -45,13 +45,12 @@ import torch
 import torch.nn as nn
 
 from bench.config import TrainConfig
-from bench.files import load_torch_file
+from bench.files import RUNNING_STATISTICS, load_torch_file, strip_data_parallel_prefix
 from bench.methods import Method, create_method
 
 log = logging.getLogger("bench")
 
 PAD_TYPES = ("reflect", "zero")
-_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 _CONTENT_ENCODER = {"unit": "enc", "munit": "enc_content"}
 _FORMAT = {"unit": "UNIT gen_XXXXXXXX.pt (mingyuliutw/UNIT master)", "munit": "MUNIT gen_XXXXXXXX.pt (NVlabs/MUNIT)"}
 
@@ -79,12 +78,6 @@ class GenArchitecture:
     def describe(self) -> str:
         extra = f", style {self.style_dim}, MLP {self.mlp_dim}" if self.method == "munit" else ""
         return f"width {self.width}, {self.n_res} residual blocks{extra}"
-
-
-def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
-    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return state
 
 
 def gen_file_method(content: Any) -> str | None:
@@ -123,7 +116,7 @@ def read_gen_file(path: str | Path, expected: str) -> dict[str, dict[str, torch.
             what = _found(content)
         raise GenFileError(f"{path}: not a {expected.upper()} generator file (expected {{'a': ..., 'b': ...}} with the "
                            f"generators' state dicts, keys {_CONTENT_ENCODER[expected]}.model.0.conv.weight, ...; found {what})")
-    return {domain: _strip_prefix(content[domain]) for domain in ("a", "b")}
+    return {domain: strip_data_parallel_prefix(content[domain]) for domain in ("a", "b")}
 
 
 def _indices(state: dict[str, Any], pattern: str) -> list[int]:
@@ -161,7 +154,7 @@ def _domain_architecture(state: dict[str, torch.Tensor], method: str, where: str
                                "(mlp.model.0.fc.weight) of the expected rank: not an AdaINGen")
         style_dim, mlp_dim = int(style.shape[0]), int(mlp.shape[0])
     adain = method == "munit"
-    running = any(k.endswith(_BUFFERS) and not (adain and k.startswith("dec.model.0.")) for k in state)
+    running = any(k.endswith(RUNNING_STATISTICS) and not (adain and k.startswith("dec.model.0.")) for k in state)
     return GenArchitecture(method, int(first.shape[0]), n_res, style_dim, mlp_dim, running)
 
 
@@ -194,7 +187,7 @@ def to_project(state: dict[str, torch.Tensor], method: str, domain: str, n_res: 
     rules = [(re.compile(pattern), target) for pattern, target in _key_rules(method, domain, n_res)]
     converted, unmapped = {}, []
     for key, value in state.items():
-        if key.endswith(_BUFFERS):
+        if key.endswith(RUNNING_STATISTICS):
             continue
         for pattern, target in rules:
             if match := pattern.fullmatch(key):
@@ -253,7 +246,7 @@ def inspect_gen_file(content: Any, path: Path) -> dict[str, Any]:
     if method == "discriminator":
         return {"method": "unit or munit", "format": "UNIT/MUNIT multi-scale discriminators (dis_XXXXXXXX.pt; not needed "
                                                      "to translate)"}
-    states = {domain: _strip_prefix(content[domain]) for domain in ("a", "b")}
+    states = {domain: strip_data_parallel_prefix(content[domain]) for domain in ("a", "b")}
     architecture = infer_architecture(states, method, path)
     report = {"method": method, "format": _FORMAT[method], **architecture.options(),
               "running_statistics": architecture.running_statistics}
