@@ -14,23 +14,25 @@ place. Loading does, in order:
    problem and what is allowed; nothing has been trained or written at that point.
 5. Each method's `options:` is validated against that method's own options dataclass (see
    `bench.methods`), and the method checks the training settings it needs (image size rules).
+
+Where each step lives: reading files, includes and environment variables in bench/yaml_files.py;
+the conversion of a typed tree into dataclasses (any dataclass, also a method's options) in
+bench/schema.py; the experiment's schema, the overrides and the methods' checks here.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
-import math
 import os
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Sequence
 
-import yaml
+from bench.schema import (ConfigError, FieldError, KeyPath, Origins, allowed_keys, build, error_at, format_key_path, schema_child,
+                          strip_optional, to_plain, type_hints, type_origin, unknown_key_message, yaml_fields)
+from bench.yaml_files import expand_env, load_with_includes, parse_yaml
 
 DATA_ROOT_ENV = "UGATIT_BENCH_DATA"                 # where datasets live, if the YAML leaves data.root unset
 INCEPTION_WEIGHTS_ENV = "UGATIT_BENCH_INCEPTION"     # path of the Inception weights, if eval.inception_weights is unset
@@ -43,18 +45,6 @@ MAX_BATCH_SIZE = 1024
 MAX_ITERATIONS = 100_000_000
 MAX_SEEDS = 1000
 MAX_EVAL_COUNT = 1_000_000
-
-
-class ConfigError(ValueError):
-    """A problem in an experiment file, reported before any work starts."""
-
-
-class FieldError(ValueError):
-    """Raised by a dataclass's `__post_init__` to reject the value of one of its own fields."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field_name = field_name
 
 
 def is_plain_name(name: str) -> bool:
@@ -274,202 +264,10 @@ class Experiment:
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading: includes, overrides, environment variables.
-
-KeyPath = tuple  # tuple of str (mapping keys) and int (list indexes)
+# Loading: overrides, then the methods.
 
 
-def format_key_path(path: KeyPath) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-class _Origins:
-    """Which file wrote each key path, so that an error names the file the user must edit."""
-
-    def __init__(self):
-        self.by_path: dict[KeyPath, str] = {}
-
-    def record(self, tree: Any, source: str, prefix: KeyPath = ()) -> None:
-        self.by_path[prefix] = source
-        if isinstance(tree, dict):
-            for key, value in tree.items():
-                self.record(value, source, prefix + (key,))
-        elif isinstance(tree, list):
-            for index, value in enumerate(tree):
-                self.record(value, source, prefix + (index,))
-
-    def source_of(self, path: KeyPath) -> str:
-        for cut in range(len(path), -1, -1):
-            if path[:cut] in self.by_path:
-                return self.by_path[path[:cut]]
-        return "?"
-
-
-# Bounds on what an experiment file may expand to: a hostile or broken file (a YAML "billion laughs"
-# alias bomb, thousands of nesting levels) is refused before anything walks it.
-MAX_YAML_VALUES = 100_000    # values after expanding aliases (the paper's main.yaml has about 200)
-MAX_YAML_DEPTH = 40          # nesting levels
-
-
-def _check_nodes(root: yaml.Node, source: str) -> None:
-    """Refuse duplicate keys, alias expansions beyond MAX_YAML_VALUES and nesting beyond MAX_YAML_DEPTH.
-    Works on the composed node graph, where an alias is a second reference to one node: each node is
-    visited once and its expanded size is memoised, so an alias bomb costs no time or memory here."""
-    sizes: dict[int, tuple[int, int]] = {}   # id(node) -> (values when expanded, depth)
-
-    def visit(node: yaml.Node) -> tuple[int, int]:
-        if id(node) in sizes:
-            return sizes[id(node)]
-        sizes[id(node)] = (1, 1)   # a node that contains itself (a recursive alias) counts once
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, yaml.Node] = {}
-            for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                    if key_node.value in seen:
-                        first = seen[key_node.value].start_mark.line + 1
-                        raise ConfigError(f"{source}: line {key_node.start_mark.line + 1}: key {key_node.value!r} is "
-                                          f"written twice in one mapping (first on line {first}); keep one")
-                    seen[key_node.value] = key_node
-                children += [key_node, value_node]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        total, depth = 1, 1
-        for child in children:
-            child_total, child_depth = visit(child)
-            total, depth = total + child_total, max(depth, child_depth + 1)
-        sizes[id(node)] = (total, depth)
-        if total > MAX_YAML_VALUES:
-            raise ConfigError(f"{source}: line {node.start_mark.line + 1}: the file expands to more than "
-                              f"{MAX_YAML_VALUES:,} values (YAML aliases referring to aliases?); refused")
-        if depth > MAX_YAML_DEPTH:
-            raise ConfigError(f"{source}: line {node.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; refused")
-        return total, depth
-
-    visit(root)
-
-
-def _one_line(error: yaml.YAMLError) -> str:
-    """A YAML error as one line: where, and what is wrong."""
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    context = getattr(error, "context", None)
-    return f"{where}{problem}" + (f" ({context})" if context else "")
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """yaml.safe_load with the checks of `_check_nodes`; errors are ConfigError naming `source`."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_nodes(node, source)
-        return loader.construct_document(node)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: not valid YAML: {_one_line(error)}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply to read (more than {MAX_YAML_DEPTH} levels are refused)") from None
-    finally:
-        loader.dispose()
-
-
-def _read_yaml(path: Path, included_from: str | None) -> dict:
-    where = f" (included from {included_from})" if included_from else ""
-    if not path.is_file():
-        existing = sorted(str(p) for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        hint = f"; experiment files in {path.parent}: {', '.join(existing)}" if existing else ""
-        raise ConfigError(f"{path}: experiment file not found{where}{hint}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start:error.start + 1]!r})"
-                          f"{where}; save the file as UTF-8") from None
-    tree = parse_yaml(text, f"{path}{where}")
-    if tree is None:
-        tree = {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(tree).__name__}{where}")
-    return tree
-
-
-def _merge(base: Any, top: Any) -> Any:
-    """Deep-merge mappings (keys of `top` win); any other value in `top` replaces `base` whole."""
-    if isinstance(base, dict) and isinstance(top, dict):
-        merged = dict(base)
-        for key, value in top.items():
-            merged[key] = _merge(base[key], value) if key in base else value
-        return merged
-    return top
-
-
-def _load_with_includes(path: Path, origins: _Origins, chain: tuple[Path, ...] = ()) -> dict:
-    path = Path(os.path.abspath(path))
-    if path in chain:
-        cycle = " -> ".join(str(p) for p in chain + (path,))
-        raise ConfigError(f"{chain[-1]}: include: circular include: {cycle}")
-    tree = _read_yaml(path, str(chain[-1]) if chain else None)
-    includes = tree.pop("include", None)
-    if includes is None:
-        includes = []
-    elif isinstance(includes, str):
-        includes = [includes]
-    elif not (isinstance(includes, list) and all(isinstance(item, str) for item in includes)):
-        raise ConfigError(f"{path}: include: expected a file path or a list of file paths, got {includes!r}")
-
-    merged: dict = {}
-    for include in includes:
-        base_origins = _Origins()
-        base = _load_with_includes(path.parent / include, base_origins, chain + (path,))
-        merged = _merge(merged, base)
-        origins.by_path.update(base_origins.by_path)
-    origins.record(tree, str(path))
-    return _merge(merged, tree)
-
-
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _expand_env(tree: Any, origins: _Origins, path: KeyPath = ()) -> Any:
-    if isinstance(tree, dict):
-        return {key: _expand_env(value, origins, path + (key,)) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return [_expand_env(value, origins, path + (index,)) for index, value in enumerate(tree)]
-    if not isinstance(tree, str):
-        return tree
-
-    def replace(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"{origins.source_of(path)}: {format_key_path(path)}: environment variable ${{{name}}} is not set; "
-            f"set it, or write ${{{name}:-default}} to give a default"
-        )
-
-    return _ENV_PATTERN.sub(replace, tree)
-
-
-def _schema_child(tp: Any, key: Any) -> Any:
-    """The type found at `key` inside a value of type `tp`, or raise KeyError/IndexError."""
-    tp = _strip_optional(tp)
-    if dataclasses.is_dataclass(tp):
-        fields_by_name = {f.name: f for f in _yaml_fields(tp)}
-        if key not in fields_by_name:
-            raise KeyError(key)
-        return _hints(tp)[key]
-    if _origin(tp) in (tuple, list):
-        return typing.get_args(tp)[0]
-    return Any  # free-form mappings (method options) are checked later, by the method
-
-
-def apply_override(tree: dict, origins: _Origins, assignment: str) -> None:
+def apply_override(tree: dict, origins: Origins, assignment: str) -> None:
     """Apply one `key.path=value` to the raw tree, refusing key paths the schema does not have."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. --set train.iterations=200")
@@ -489,9 +287,9 @@ def apply_override(tree: dict, origins: _Origins, assignment: str) -> None:
         is_last = depth == len(parts) - 1
         if tp is not Any:
             try:
-                tp = _schema_child(tp, part)
+                tp = schema_child(tp, part)
             except (KeyError, IndexError):
-                raise ConfigError(_unknown_key_message("--set", here, part, _allowed_keys(tp))) from None
+                raise ConfigError(unknown_key_message("--set", here, part, allowed_keys(tp))) from None
         if isinstance(part, int):
             if not isinstance(node, list) or not 0 <= part < len(node):
                 size = len(node) if isinstance(node, list) else 0
@@ -507,31 +305,19 @@ def apply_override(tree: dict, origins: _Origins, assignment: str) -> None:
             node = node[part]
 
 
-def _allowed_keys(tp: Any) -> list[str]:
-    tp = _strip_optional(tp)
-    return [f.name for f in _yaml_fields(tp)] if dataclasses.is_dataclass(tp) else []
-
-
-def _unknown_key_message(source: str, parent: KeyPath, key: Any, allowed: Sequence[str]) -> str:
-    path = format_key_path(parent + (key,))
-    close = difflib.get_close_matches(str(key), allowed, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"{source}: {path}: unknown key{hint} Allowed here: {', '.join(allowed)}"
-
-
 def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
     """Read, merge, override, expand and validate an experiment file. Raises ConfigError."""
-    origins = _Origins()
-    tree = _load_with_includes(Path(path), origins)
+    origins = Origins()
+    tree = load_with_includes(Path(path), origins)
     for assignment in overrides:
         apply_override(tree, origins, assignment)
-    tree = _expand_env(tree, origins)
+    tree = expand_env(tree, origins)
     experiment = build(Experiment, tree, origins)
     experiment = dataclasses.replace(experiment, source=str(path))
     return _resolve_methods(experiment, tree, origins)
 
 
-def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> Experiment:
+def _resolve_methods(experiment: Experiment, tree: dict, origins: Origins) -> Experiment:
     """Validate each method's options with its own dataclass, and let it check the training settings."""
     from bench import methods as method_registry  # late import: methods import this module
 
@@ -578,7 +364,7 @@ def _resolve_methods(experiment: Experiment, tree: dict, origins: _Origins) -> E
     return dataclasses.replace(experiment, methods=tuple(resolved))
 
 
-def _check_pretrained(spec: MethodSpec, path: KeyPath, origins: _Origins) -> None:
+def _check_pretrained(spec: MethodSpec, path: KeyPath, origins: Origins) -> None:
     from bench.multimodal import TEST_FIELDS
     from bench.pretrained import RELEASED_FILES, RELEASED_SETTINGS
 
@@ -609,181 +395,42 @@ def _check_pretrained(spec: MethodSpec, path: KeyPath, origins: _Origins) -> Non
                           f"test-time options ({', '.join(TEST_FIELDS)}) of a multimodal method may be set")
 
 
-def _check_where_it_runs(experiment: Experiment, spec: MethodSpec, path: KeyPath, origins: _Origins,
+def _check_where_it_runs(experiment: Experiment, spec: MethodSpec, path: KeyPath, origins: Origins,
                          supported: tuple[str, ...]) -> None:
     """An entry's `datasets:` must name datasets of the experiment, and the method must be able to
     translate every direction the entry would evaluate."""
     names = [d.name for d in experiment.datasets]
     for position, name in enumerate(spec.datasets or ()):
         if name not in names:
-            raise _fail(origins, path + ("datasets", position),
+            raise error_at(origins, path + ("datasets", position),
                         f"{name!r} is not one of the experiment's datasets ({', '.join(names)}); add it under `datasets:` "
                         "or remove it here")
     wanted = sorted({d for dataset in experiment.datasets for d in spec.directions_on(dataset)})
     unsupported = [d for d in wanted if d not in supported]
     if unsupported:
-        raise _fail(origins, path + ("name",),
+        raise error_at(origins, path + ("name",),
                     f"method {spec.name!r} translates {' and '.join(supported)} only, but this entry would evaluate "
                     f"{', '.join(unsupported)}; add `directions: [{', '.join(supported)}]` to its entry")
     if not wanted:
-        raise _fail(origins, path + ("datasets",), "this entry runs on none of the experiment's datasets and directions")
+        raise error_at(origins, path + ("datasets",), "this entry runs on none of the experiment's datasets and directions")
 
 
-def _method_train(overrides: Any, train: TrainConfig, origins: _Origins, path: KeyPath) -> TrainConfig | None:
+def _method_train(overrides: Any, train: TrainConfig, origins: Origins, path: KeyPath) -> TrainConfig | None:
     """A method entry's `train:` applied to the experiment's train settings (None when it has none)."""
     if overrides is None:
         return None
     if not isinstance(overrides, dict):
-        raise _fail(origins, path, f"expected a mapping of {', '.join(METHOD_TRAIN_KEYS)}; got {overrides!r}")
+        raise error_at(origins, path, f"expected a mapping of {', '.join(METHOD_TRAIN_KEYS)}; got {overrides!r}")
     for key in overrides:
         if key not in METHOD_TRAIN_KEYS:
-            raise ConfigError(_unknown_key_message(origins.source_of(path + (key,)), path, key, METHOD_TRAIN_KEYS))
-    merged = {f.name: to_plain(getattr(train, f.name)) for f in _yaml_fields(TrainConfig)}
+            raise ConfigError(unknown_key_message(origins.source_of(path + (key,)), path, key, METHOD_TRAIN_KEYS))
+    merged = {f.name: to_plain(getattr(train, f.name)) for f in yaml_fields(TrainConfig)}
     merged.update(overrides)
     return build(TrainConfig, merged, origins, path)
 
 
 # ----------------------------------------------------------------------------------------------
-# The typed tree -> dataclass conversion.
-
-_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _origin(tp: Any) -> Any:
-    return typing.get_origin(tp)
-
-
-def _strip_optional(tp: Any) -> Any:
-    if _origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _yaml_fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)]
-
-
-def _describe(tp: Any) -> str:
-    tp_stripped = _strip_optional(tp)
-    suffix = " or null" if tp_stripped is not tp else ""
-    origin = _origin(tp_stripped)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp_stripped)) + suffix
-    if origin in (tuple, list):
-        return f"a list of {_describe(typing.get_args(tp_stripped)[0])}" + suffix
-    if dataclasses.is_dataclass(tp_stripped):
-        return "a mapping" + suffix
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(member) for member in typing.get_args(tp_stripped)) + suffix
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(tp_stripped, getattr(tp_stripped, "__name__", str(tp_stripped))) + suffix
-
-
-def build(cls: type, tree: Any, origins: _Origins | None = None, path: KeyPath = ()) -> Any:
-    """Convert a raw YAML tree into dataclass `cls`, checking every key and type on the way."""
-    return _convert(cls, tree, origins or _Origins(), path)
-
-
-def _fail(origins: _Origins, path: KeyPath, message: str) -> ConfigError:
-    return ConfigError(f"{origins.source_of(path)}: {format_key_path(path)}: {message}")
-
-
-def _convert(tp: Any, value: Any, origins: _Origins, path: KeyPath) -> Any:
-    if tp is Any:
-        return copy.deepcopy(value)
-    stripped = _strip_optional(tp)
-    if value is None:
-        if stripped is not tp:
-            return None
-        raise _fail(origins, path, f"a value is required: {_describe(tp)}")
-    tp = stripped
-    origin = _origin(tp)
-
-    if dataclasses.is_dataclass(tp):
-        return _convert_dataclass(tp, value, origins, path)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed):
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _fail(origins, path, f"{value!r} is not allowed{hint}; allowed: {', '.join(repr(a) for a in allowed)}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise _fail(origins, path, f"expected {_describe(tp)}, got {type(value).__name__} {value!r}")
-        (item_type,) = typing.get_args(tp)[:1]
-        return tuple(_convert(item_type, item, origins, path + (index,)) for index, item in enumerate(value))
-    if origin in (typing.Union, types.UnionType):   # e.g. int | Literal["auto"]: the first that fits
-        for member in typing.get_args(tp):
-            try:
-                return _convert(member, value, origins, path)
-            except ConfigError:
-                continue
-        raise _fail(origins, path, f"expected {_describe(tp)}, got {value!r}")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _fail(origins, path, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(origins, path, f"expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        # YAML 1.1 reads `1e-4` (no dot) as a string; accept plain numeric text for float fields.
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(origins, path, f"expected a number, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value):
-            raise _fail(origins, path, f"must be a finite number, got {value}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise _fail(origins, path, f"expected a string, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"bench.config cannot convert to {tp!r} (at {format_key_path(path)})")
-
-
-def _convert_dataclass(cls: type, value: Any, origins: _Origins, path: KeyPath) -> Any:
-    if not isinstance(value, dict):
-        raise _fail(origins, path, f"expected a mapping with keys {', '.join(_allowed_keys(cls))}; got {value!r}")
-    yaml_fields = _yaml_fields(cls)
-    allowed = [f.name for f in yaml_fields]
-    for key in value:
-        if key not in allowed:
-            raise ConfigError(_unknown_key_message(origins.source_of(path + (key,)), path, key, allowed))
-    hints = _hints(cls)
-    kwargs = {}
-    for f in yaml_fields:
-        if f.name in value:
-            kwargs[f.name] = _convert(hints[f.name], value[f.name], origins, path + (f.name,))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise _fail(origins, path, f"missing required key '{f.name}' ({_describe(hints[f.name])})")
-    try:
-        return cls(**kwargs)
-    except FieldError as error:
-        raise _fail(origins, path + (error.field_name,), str(error)) from None
-
-
-# ----------------------------------------------------------------------------------------------
-# Back to plain data (for run folders and run identities).
-
-
-def to_plain(value: Any) -> Any:
-    """A JSON-ready copy of a config value: dataclasses to dicts, tuples to lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    return value
+# Back to plain data (for run folders and run identities): to_plain (bench.schema) and these.
 
 
 def is_operational(key_path: str) -> bool:
@@ -793,15 +440,15 @@ def is_operational(key_path: str) -> bool:
     tp: Any = Experiment
     field_found, inside_operational = None, False
     for part in key_path.strip().split("."):
-        tp = _strip_optional(tp)
+        tp = strip_optional(tp)
         if dataclasses.is_dataclass(tp):
             fields_by_name = {f.name: f for f in dataclasses.fields(tp)}
             if part not in fields_by_name:
                 return False
             field_found = fields_by_name[part]
             inside_operational = inside_operational or not field_found.metadata.get("identity", True)
-            tp = _hints(tp)[part]
-        elif _origin(tp) in (tuple, list) and part.isdigit():
+            tp = type_hints(tp)[part]
+        elif type_origin(tp) in (tuple, list) and part.isdigit():
             tp, field_found = typing.get_args(tp)[0], None
         else:
             return False

@@ -34,13 +34,14 @@ from typing import Any
 import torch
 
 from bench import methods as method_registry
-from bench.config import DatasetSpec, Experiment, to_plain
+from bench.config import DatasetSpec, Experiment
 from bench.data import DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size, list_images
 from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.environment import git_revision, package_versions, resolve_device
 from bench.files import UnreadableFileError, atomic_write_json
 from bench.multimodal import evaluation_key
 from bench.plan import RESULT_FILE, TRAINED_MARKER, TrainingRun, read_json, record_finished_run
+from bench.schema import to_plain
 from bench.synthetic import SyntheticSpec, write_dataset
 from bench.train import CheckpointError, checkpoint_path, load_checkpoint, train
 from bench.translate import completeness_problem, read_manifest, translate_with_method

@@ -95,7 +95,7 @@ class Method(abc.ABC):
     def identity_options(cls, options: Any, train: TrainConfig) -> dict[str, Any]:
         """The options as they enter a run's identity: what changes the computation, one spelling per
         computation. The learning rate is left out (it enters resolved, as train.lr)."""
-        from bench.config import to_plain
+        from bench.schema import to_plain
 
         plain = to_plain(options) if options is not None else {}
         plain = dict(plain) if isinstance(plain, dict) else {}
@@ -233,7 +233,7 @@ def method_class(name: str) -> type[Method]:
 def create_method(name: str, train: TrainConfig | None = None, device: str | torch.device = "cpu",
                   **options: Any) -> Method:
     """Build a registered method from keyword options, validated like the YAML's `options:`."""
-    from bench.config import build
+    from bench.schema import build
 
     cls = method_class(name)
     return _construct(cls, build(cls.Options, options, path=("options",)), train or TrainConfig(), device)

@@ -187,7 +187,8 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
 
 def method_from_checkpoint(path: Path, device: torch.device):
     """(the Method a harness checkpoint holds, built from the options it records, its image size, its step)."""
-    from bench.config import TrainConfig, build
+    from bench.config import TrainConfig
+    from bench.schema import build
     from bench.methods import method_class, _construct
     from bench.train import load_checkpoint
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from bench.config import ConfigError, TrainConfig, build
+from bench.config import ConfigError, TrainConfig
 from bench.data import BadImageError, DataError
 from bench.environment import resolve_device
 from bench.files import load_torch_file
+from bench.schema import build
 from bench.train import describe_checkpoint, load_checkpoint
 from bench.translate import translate_images
 from ugatit.compat import is_official_checkpoint, load_official
