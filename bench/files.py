@@ -253,6 +253,13 @@ def strip_data_parallel_prefix(state: dict[str, Any]) -> dict[str, Any]:
 RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")   # norm buffers without weights
 
 
+def describe_content(content: Any) -> str:
+    """What a loaded file holds, for an error that says what was found: its first keys, or its type."""
+    if isinstance(content, dict):
+        return f"keys {', '.join(sorted(map(str, content))[:6])}"
+    return f"a {type(content).__name__}"   # norm buffers without weights
+
+
 def load_torch_file(path: Path, what: str = "PyTorch file") -> Any:
     """torch.load(path, weights_only=True) on the CPU; a clear UnreadableFileError for anything else.
 

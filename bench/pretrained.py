@@ -39,7 +39,8 @@ from typing import Any
 import torch
 
 from bench.config import TrainConfig
-from bench.files import RUNNING_STATISTICS, UnreadableFileError, load_torch_file, strip_data_parallel_prefix
+from bench.files import (RUNNING_STATISTICS, UnreadableFileError, describe_content, load_torch_file,
+                         strip_data_parallel_prefix)
 from bench.methods import Method, create_method
 from bench.released_unit_munit import PAD_TYPES, GenFileError, gen_file_method, inspect_gen_file, load_gen_file
 
@@ -67,9 +68,9 @@ class ReleasedFileError(ValueError):
 def cyclegan_architecture(state: dict[str, Any], path: Path) -> dict[str, Any]:
     """Width, residual blocks and whether the file holds the old running statistics, from the tensors."""
     if not isinstance(state, dict) or "model.1.weight" not in state:
-        found = f"keys {', '.join(sorted(map(str, state))[:6])}" if isinstance(state, dict) else f"a {type(state).__name__}"
         raise ReleasedFileError(f"{path}: not a CycleGAN generator (expected the state dict of pytorch-CycleGAN-and-pix2pix's "
-                                f"ResnetGenerator, keys model.1.weight, model.10.conv_block.1.weight, ...; found {found})")
+                                f"ResnetGenerator, keys model.1.weight, model.10.conv_block.1.weight, ...; "
+                                f"found {describe_content(state)})")
     first = state["model.1.weight"]
     if first.dim() != 4 or tuple(first.shape[1:]) != (3, 7, 7):
         raise ReleasedFileError(f"{path}: model.1.weight has shape {tuple(first.shape)}; a CycleGAN generator's first "
@@ -206,8 +207,8 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
             return inspect_gen_file(content, path)
         except GenFileError as error:
             raise ReleasedFileError(str(error)) from None
-    found = f"keys {', '.join(sorted(map(str, content))[:6])}" if isinstance(content, dict) else f"a {type(content).__name__}"
-    raise ReleasedFileError(f"{path}: not a released model this harness knows (U-GAT-IT, CycleGAN, UNIT, MUNIT); found {found}")
+    raise ReleasedFileError(f"{path}: not a released model this harness knows (U-GAT-IT, CycleGAN, UNIT, MUNIT); "
+                            f"found {describe_content(content)}")
 
 
 def main(argv: list[str] | None = None) -> int:

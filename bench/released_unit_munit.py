@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 
 from bench.config import TrainConfig
-from bench.files import RUNNING_STATISTICS, load_torch_file, strip_data_parallel_prefix
+from bench.files import RUNNING_STATISTICS, describe_content, load_torch_file, strip_data_parallel_prefix
 from bench.methods import Method, create_method
 
 log = logging.getLogger("bench")
@@ -94,13 +94,6 @@ def gen_file_method(content: Any) -> str | None:
     return None
 
 
-def _found(content: Any) -> str:
-    if isinstance(content, dict):
-        inner = content.get("a") if isinstance(content.get("a"), dict) else content
-        return f"keys {', '.join(sorted(map(str, inner))[:6])}"
-    return f"a {type(content).__name__}"
-
-
 def read_gen_file(path: str | Path, expected: str) -> dict[str, dict[str, torch.Tensor]]:
     """The two generators' state dicts of a gen file of `expected` ("unit" or "munit"), read with
     weights_only=True; anything else is refused with what was found."""
@@ -113,7 +106,8 @@ def read_gen_file(path: str | Path, expected: str) -> dict[str, dict[str, torch.
         elif found is not None:
             what = f"a {found.upper()} generator file"
         else:
-            what = _found(content)
+            inner = content["a"] if isinstance(content, dict) and isinstance(content.get("a"), dict) else content
+            what = describe_content(inner)
         raise GenFileError(f"{path}: not a {expected.upper()} generator file (expected {{'a': ..., 'b': ...}} with the "
                            f"generators' state dicts, keys {_CONTENT_ENCODER[expected]}.model.0.conv.weight, ...; found {what})")
     return {domain: strip_data_parallel_prefix(content[domain]) for domain in ("a", "b")}
