@@ -170,9 +170,10 @@ def write_study_table(plan: Plan) -> list[Path]:
     return write_table2(StudyStore(study), plan.results_dir)
 
 
-SIGNIFICANCE_RESAMPLES = 1000   # permutations (and bootstrap draws) per comparison with a column's best
-SIGNIFICANCE = (f"paired permutation test over the test images ({SIGNIFICANCE_RESAMPLES} permutations, seed 0; "
-                "eval/compare.py) of each model's translations against the best's, Holm's correction over the column")
+SIGNIFICANCE_RESAMPLES = 1000   # bootstrap draws per comparison with a column's best
+SIGNIFICANCE = (f"paired bootstrap of the KID difference over the test images ({SIGNIFICANCE_RESAMPLES} draws, seed 0; "
+                "eval/compare.py) of each model's translations against the best's, two-sided, Holm's correction "
+                "over the column")
 
 
 def mark_significance(table_rows: list[dict[str, Any]], scoring: Scoring, first_seed: int) -> None:

@@ -57,12 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, default=2020, help="subsets protocol: numpy seed")
     compare = commands.add_parser("compare", help="test whether translation folders' KIDs differ",
                                   description="For every pair of translation folders of the same source images: the KID "
-                                              "difference x100, a 95% paired-bootstrap interval and a paired permutation "
-                                              "p-value over the test images, Holm-corrected over the pairs.")
+                                              "difference x100, a 95% paired-bootstrap interval and the bootstrap's p-value "
+                                              "of equal KIDs, Holm-corrected over the pairs.")
     _scoring_options(compare)
     compare.add_argument("--fake", required=True, action="append", metavar="[LABEL=]DIR",
                          help="translations of the source images (repeat, at least twice); LABEL names it in the output")
-    compare.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="permutations, and bootstrap draws")
+    compare.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap draws")
     compare.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     return parser
 
@@ -102,7 +102,7 @@ def run_compare(args) -> tuple[dict, Path]:
                         source.features if source is not None else None, args.protocol, args.max_block_size,
                         args.resamples, args.seed, scorer.device)
     record = {
-        "test": "paired permutation test (p) and paired bootstrap (95% interval) over the test images, Holm over the pairs",
+        "test": "paired bootstrap over the test images and the real images: 95% interval and two-sided p of equal KIDs, Holm over the pairs",
         "protocol": args.protocol, "max_block_size": args.max_block_size, "resamples": args.resamples, "seed": args.seed,
         "counts": {"real": len(real), "fake": len(reference_names), "source": len(source) if source is not None else None},
         "folders": {"real": str(args.real), "source": args.source, "fake": {k: str(v) for k, v in folders.items()}},
@@ -122,7 +122,8 @@ def format_comparison(record: dict) -> str:
              f"{p['difference_x100']:+.2f}", f"[{p['ci_low_x100']:+.2f}, {p['ci_high_x100']:+.2f}]",
              f"{p['p_value']:.4f}", f"{p['p_holm']:.4f}" + (" *" if p["p_holm"] < 0.05 else "")]
             for p in record["pairs"]]
-    text = tabulate(rows, headers=["first", "second", "KID x100", "KID x100", "difference", "95% interval", "p", "p (Holm)"])
+    text = tabulate(rows, headers=["first", "second", "KID x100", "KID x100", "difference", "95% interval", "p", "p (Holm)"],
+                    disable_numparse=True)   # keep 0.10 and +0.00 as written
     text += (f"\n{record['test']}; {record['counts']['fake']} test images, {record['resamples']} resamples, seed "
              f"{record['seed']}, protocol {record['protocol']}. * : significant at 5% after Holm's correction.")
     if not record["weights"]["official"]:

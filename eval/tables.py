@@ -104,7 +104,7 @@ def _cell(row: pd.Series, best: bool) -> str:
 
 
 def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list[list[str]], models: list[str],
-             regenerate_command: str, significance: str = "paired permutation test, Holm over the column") -> str:
+             regenerate_command: str, significance: str = "paired bootstrap of the KID difference, Holm over the column") -> str:
     """The paper's layout: one row per model, one column per task; each group of tasks is one table
     (Table 3 stacks the A -> B tasks over the B -> A ones)."""
     lines = [f"# {TABLE_TITLES[table]}", "",
@@ -158,7 +158,7 @@ def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list
 
 def write_tables(rows: list[dict[str, Any]], tables: Iterable[str], out_dir: Path, experiment: str,
                  task_groups: list[list[str]], models: list[str], regenerate_command: str,
-                 significance: str = "paired permutation test, Holm over the column") -> list[Path]:
+                 significance: str = "paired bootstrap of the KID difference, Holm over the column") -> list[Path]:
     """scores.csv and each requested table as CSV and markdown; returns the written paths."""
     out_dir = Path(out_dir)
     written = []

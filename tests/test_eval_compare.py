@@ -58,6 +58,30 @@ def test_under_the_null_p_is_uniform_and_the_interval_covers_zero():
     assert covered / repeats >= 0.85
 
 
+def test_equal_kids_of_different_translations_are_not_called_different():
+    """Two methods that miss the real images by the same amount in different ways (a shift along one
+    feature axis, or along another: the kernel is symmetric in the axes, so both KIDs are equal). The
+    KIDs do not differ, so p must not be small more often than its level: a test of "the translations
+    are exchangeable" (a permutation test) rejects here 18 times out of 30."""
+    p_values, covered = [], 0
+    repeats = 30
+    for repeat in range(repeats):
+        rng = np.random.default_rng(500 + repeat)
+        real, source = features(rng, 40), rng.normal(size=(40, D))
+        first, second = source.copy(), source.copy()    # translations of the same source images
+        first[:, 0] += 1.0
+        second[:, 1] += 1.0
+        pair = compare_pair(real, torch.from_numpy(first), torch.from_numpy(second), resamples=199, seed=repeat,
+                            device=torch.device("cpu"))
+        p_values.append(pair.p_value)
+        covered += pair.ci_low_x100 <= 0.0 <= pair.ci_high_x100
+        # p < 0.05 when the 95% interval leaves 0 out (but for the +1 terms and the quantiles' interpolation,
+        # a few resamples' worth at 199).
+        assert (pair.p_value < 0.05) == (not pair.ci_low_x100 <= 0.0 <= pair.ci_high_x100) or 0.03 < pair.p_value < 0.08
+    assert (np.array(p_values) < 0.05).mean() <= 0.15
+    assert covered / repeats >= 0.85
+
+
 def test_a_real_difference_is_found():
     rng = np.random.default_rng(7)
     real, good, bad = features(rng, 50), features(rng, 50, 0.05), features(rng, 50, 0.8)
