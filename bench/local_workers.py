@@ -4,7 +4,9 @@ Each worker is a fresh Python process (spawned, not forked: no CUDA or thread-po
 that sets its torch threads to its share of the cores and, when several GPUs are visible, sees one of
 them. Workers take runs longest first (by iterations times batch size), so that the last run to
 finish is a short one. A worker that dies (killed for memory, say) fails the runs it held; they
-resume from their checkpoints when the command runs again.
+resume from their checkpoints when the command runs again. A worker whose command dies (SIGKILL,
+SIGTERM, a closed terminal: no chance to stop its workers) ends within a second or two
+(`end_with_parent`) instead of training on unseen, holding its run locks and the cores.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 from tqdm.auto import tqdm
@@ -63,8 +67,33 @@ def run_serially(jobs: list[RunJob], scoring: Scoring, threads: int | None) -> l
     return reports
 
 
-def _start_worker(slots, threads: int, gpus: list[str]) -> None:
-    """Pool initializer: take a worker slot, then this worker's threads, GPU and console logging."""
+PARENT_POLL_SECONDS = 1.0
+
+
+def end_with_parent(parent: int, poll_seconds: float = PARENT_POLL_SECONDS) -> None:
+    """Exit this process soon after its parent (pid `parent`, as the parent itself gave it: a worker
+    still starting up when its parent died is an orphan already) is gone.
+
+    A pool worker is not told when its parent is killed outright: it would go on training the run it
+    holds, alone, its lock keeping a restarted command off that run, and nobody left to write the
+    tables. A daemon thread compares the parent's pid with the one at start (an orphan is re-parented
+    to init or a subreaper). Exiting mid-write is safe: every write is atomic, and a later start
+    removes the temporary files of dead processes.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        log.warning("the command that started this worker (pid %d) is gone; stopping (the run resumes from its last "
+                    "checkpoint when the command runs again)", parent)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def _start_worker(parent: int, slots, threads: int, gpus: list[str]) -> None:
+    """Pool initializer: follow the parent, take a worker slot, then this worker's threads, GPU and
+    console logging."""
+    end_with_parent(parent)
     slot = slots.get()
     configure_worker(threads, gpus[slot % len(gpus)] if gpus else None)
     console = logging.StreamHandler(sys.stderr)
@@ -87,7 +116,7 @@ def run_in_workers(jobs: list[RunJob], workers: int, threads: int, progress: boo
     order = sorted(range(len(jobs)), key=lambda i: -_work_estimate(jobs[i]))
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
     executor = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                      initargs=(slots, threads, gpus))
+                                                      initargs=(os.getpid(), slots, threads, gpus))
     try:
         futures = {executor.submit(run_job, jobs[i]): i for i in order}
         for future in concurrent.futures.as_completed(futures):

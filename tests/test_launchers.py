@@ -195,6 +195,53 @@ def test_two_local_workers_give_the_serial_tables(serial, data_root, tmp_path):
     assert set(trainings_started(tmp_path).values()) == {1}
 
 
+def test_workers_end_when_their_command_is_killed(data_root, tmp_path):
+    """SIGKILL (or SIGTERM) gives run_bench no chance to stop its workers: they must notice alone, or they
+    would train on unseen, holding the run locks against the restarted command. Killed at two moments:
+    while the workers start up, and once they train."""
+    for moment in ("starting", "training"):
+        command = start_bench(str(write_grid(tmp_path / moment, data_root, iterations=100_000)), "--jobs", "2",
+                              "--no-reuse", cwd=tmp_path)
+        deadline = time.time() + 120
+        while len(children(command.pid)) < 2 or (moment == "training" and not list((tmp_path / moment).glob("runs/*/*/.lock"))):
+            assert time.time() < deadline and command.poll() is None, command.stdout.read() if command.poll() is not None else "timeout"
+            time.sleep(0.02)
+        if moment == "training":
+            time.sleep(1.0)
+        processes = children(command.pid)
+        command.kill()
+        command.wait()
+        try:
+            deadline = time.time() + 20
+            while alive := [pid for pid in processes if process_alive(pid)]:
+                assert time.time() < deadline, f"{moment}: processes {alive} still run after their command was killed"
+                time.sleep(0.1)
+        finally:   # never leave a failed test's workers training in the background
+            for pid in processes:
+                if process_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (its workers, and multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"   # a zombie has exited
+    except (OSError, IndexError):
+        return False
+
+
 def test_two_invocations_at_once_train_every_run_once_and_write_complete_tables(serial, data_root, tmp_path):
     experiment = str(write_grid(tmp_path, data_root))
     first = start_bench(experiment, "--threads", "1", "--no-reuse", cwd=tmp_path)
