@@ -1,6 +1,6 @@
 """Kill an experiment at random moments until it finishes, and check that nothing was lost or mixed up.
 
-    python benchmarks/kill_resume.py [--kills 30] [--seed 0] [--keep DIR]
+    python benchmarks/kill_resume.py [--kills 30] [--seed 0] [--jobs 1] [--keep DIR]
 
 A small experiment (the dummy method, a tiny U-GAT-IT and a tiny CycleGAN on the synthetic shapes,
 32 px, checkpoints every 5 iterations) runs once without interruption; then its runs, results and
@@ -11,7 +11,11 @@ clean slate each) repeat until `--kills` kills were made. Printed, last:
   iterations lost, most    per kill, the most iterations logged but not checkpointed (work redone)
   leftovers                temporary files or folders left anywhere under the run, data and results folders
   tables                   whether every table (CSV and markdown) equals the uninterrupted run's, byte for byte
-Each child runs with 2 threads; nothing else should run on the machine meanwhile.
+With `--jobs 1` each kill hits the whole process group. With `--jobs N` (N local worker processes) only
+run_bench itself is killed, as the kernel's OOM killer or a `kill -9 PID` would: its workers must notice
+and end alone before the restart (printed: the longest they took).
+Each start uses the machine's 2 threads (one command, or its workers' share); nothing else should run
+on the machine meanwhile.
 """
 
 from __future__ import annotations
@@ -44,15 +48,28 @@ data: {{root: {data}}}
 train: {{iterations: 300, image_size: 32, checkpoint_every: 5, log_every: 1, sample_every: 20, num_workers: 0}}
 eval: {{inception_weights: random, cache_dir: {root}/cache}}
 tables: [table1, table3]
+launcher: {{jobs: {jobs}, threads: {threads}}}
 """
 TEMPORARY = re.compile(r"(\.tmp$|\.partial|-installing|-generating|\.old\.|\.part$)")
 
 
-def write_experiment(root: Path) -> Path:
+def write_experiment(root: Path, jobs: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / "kill.yaml"
-    path.write_text(EXPERIMENT.format(root=root, data=root / "data"))
+    path.write_text(EXPERIMENT.format(root=root, data=root / "data", jobs=jobs, threads=max(1, 2 // jobs)))
     return path
+
+
+def wait_for_group_to_end(group: int, limit: float) -> float | None:
+    """Seconds until no process of the group is left (its workers ended alone), or None past `limit`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    return None
 
 
 def start(experiment: Path) -> subprocess.Popen:
@@ -94,20 +111,21 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=30, help="how many kills to try")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random kill delays")
     parser.add_argument("--max-delay", type=float, default=20.0, help="longest wait before a kill, in seconds")
+    parser.add_argument("--jobs", type=int, default=1, help="local worker processes (launcher.jobs)")
     parser.add_argument("--keep", help="keep the work folder here instead of a temporary one")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="kill-resume-"))
     rng = random.Random(args.seed)
 
     started = time.perf_counter()
-    experiment = write_experiment(work)
+    experiment = write_experiment(work, args.jobs)
     subprocess.run([sys.executable, str(ROOT / "run_bench.py"), str(experiment), "--no-progress"], check=True,
                    stdout=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="2"))
     print(f"uninterrupted run: {time.perf_counter() - started:.0f} s")
     reference = tables(work)
 
     kills = survived = rounds = 0
-    worst_lost = 0
+    worst_lost, slowest_end = 0, 0.0
     all_equal, left = True, []
     while kills < args.kills:
         rounds += 1
@@ -120,8 +138,18 @@ def main() -> int:
             try:
                 child.wait(timeout=delay)
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+                if args.jobs == 1:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+                else:   # the command only: its workers (same process group) must end alone
+                    os.kill(child.pid, signal.SIGKILL)
+                    child.wait()
+                    took = wait_for_group_to_end(child.pid, limit=30.0)
+                    if took is None:
+                        os.killpg(child.pid, signal.SIGKILL)
+                        print(f"kill {kills + 1}: workers still ran 30 s after their command was killed")
+                        return 1
+                    slowest_end = max(slowest_end, took)
                 kills += 1
                 worst_lost = max(worst_lost, iterations_at_risk(work))
                 print(f"round {rounds}: kill {kills} after {delay:.1f} s", flush=True)
@@ -138,6 +166,8 @@ def main() -> int:
     same = all_equal
     print(f"kills survived / tried: {survived} / {kills} in {rounds} round(s)")
     print(f"iterations lost at most: {worst_lost} (checkpoints every 5)")
+    if args.jobs > 1:
+        print(f"workers ended alone after their command's kill within {slowest_end:.1f} s at most")
     print(f"leftovers after the run: {len(left)}" + (f" {left[:5]}" if left else ""))
     print(f"tables equal to the uninterrupted run's, byte for byte: {same}")
     print(f"total time: {time.perf_counter() - started:.0f} s; work folder: {work}")
