@@ -77,8 +77,8 @@ def end_with_parent(parent: int, poll_seconds: float = PARENT_POLL_SECONDS) -> N
 
     A pool worker is not told when its parent is killed outright: it would go on training the run it
     holds, alone, its lock keeping a restarted command off that run, and nobody left to write the
-    tables. A daemon thread compares the parent's pid with the one at start (an orphan is re-parented
-    to init or a subreaper). Exiting mid-write is safe: every write is atomic, and a later start
+    tables. A daemon thread compares this process's parent pid with `parent` every `poll_seconds` (an
+    orphan is re-parented to init or a subreaper). Exiting mid-write is safe: every write is atomic, and a later start
     removes the temporary files of dead processes.
     """
     def watch() -> None:

@@ -3,7 +3,8 @@
 Two methods translate the same source test images; their KIDs against the same real images are
 correlated, and their difference is what a reader of Table 3 wants to judge. For a pair (1, 2):
 
-  difference  KID_1 - KID_2 (x100 when reported), by the protocol's own estimator (what the tables show);
+  difference  KID_1 - KID_2 (x100 when reported), by the protocol's own estimator (TF-GAN's blocks for
+              `paper` and `mean`; for `subsets`, the all-pairs estimate its random subsets estimate);
   95% CI      a paired bootstrap: each resample draws the test images with replacement, applies the
               same draw to both methods, and draws the real images with replacement too; the interval
               is the 2.5th and 97.5th percentiles of the resampled differences;
@@ -14,9 +15,9 @@ correlated, and their difference is what a reader of Table 3 wants to judge. For
 With several pairs, Holm's step-down correction controls the family-wise error (`holm`).
 
 What is resampled is the unbiased MMD^2 over all pairs of images (real x real, fake x fake without the
-diagonal, real x fake), the estimate every protocol's number estimates, with the least variance. The
-protocol's blocks are not resampled: the bootstrap centres on the all-pairs estimate, and a spread of
-block estimates around it makes the test conservative (p-values piled towards 1 under the null).
+diagonal, real x fake): what every protocol's number estimates, with the least variance. Resampling
+TF-GAN's blocks instead would centre the bootstrap on this all-pairs estimate (a resample's blocks mix
+all images) but spread it as widely as a block estimate, which piles p towards 1 under the null.
 Pairs of copies of one drawn image are left out of the within-set means, as the diagonal is, so a
 resample's estimate stays unbiased. Every kernel value is computed once (float64, on the GPU when
 present) and a resample is a gather. At 30 images the bootstrap overestimates the spread of these
@@ -123,13 +124,14 @@ def compare_pair(real, first, second, source=None, protocol: str = "paper", max_
     images = torch.arange(n, device=dev)
 
     def difference(real_rows: list[torch.Tensor], first_rows: torch.Tensor, second_rows: torch.Tensor,
-                   block: int | None = block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        kid_first = torch.stack([_kid(kernel, rows, first_rows, block) for rows in real_rows]).mean(0)
-        kid_second = torch.stack([_kid(kernel, rows, second_rows, block) for rows in real_rows]).mean(0)
+                   block_size: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        kid_first = torch.stack([_kid(kernel, rows, first_rows, block_size) for rows in real_rows]).mean(0)
+        kid_second = torch.stack([_kid(kernel, rows, second_rows, block_size) for rows in real_rows]).mean(0)
         return kid_first - kid_second, kid_first, kid_second
 
     identity_rows = [(offset + torch.arange(ref.shape[0], device=dev))[None] for offset, ref in zip(kernel.offsets, references)]
-    observed, kid_first, kid_second = difference(identity_rows, (first_offset + images)[None], (second_offset + images)[None])
+    observed, kid_first, kid_second = difference(identity_rows, (first_offset + images)[None],
+                                                 (second_offset + images)[None], block)
     observed = float(observed)
 
     generator = torch.Generator(device=dev).manual_seed(seed)
@@ -141,7 +143,7 @@ def compare_pair(real, first, second, source=None, protocol: str = "paper", max_
         drawn = torch.randint(0, n, (b, n), generator=generator, device=dev)
         real_rows = [offset + torch.randint(0, ref.shape[0], (b, ref.shape[0]), generator=generator, device=dev)
                      for offset, ref in zip(kernel.offsets, references)]
-        resampled, _, _ = difference(real_rows, first_offset + drawn, second_offset + drawn, None)
+        resampled, _, _ = difference(real_rows, first_offset + drawn, second_offset + drawn, None)   # all pairs
         bootstrap.append(resampled)
     bootstrap = torch.cat(bootstrap)
     low, high = torch.quantile(bootstrap, torch.tensor([0.025, 0.975], dtype=bootstrap.dtype, device=dev)).tolist()
