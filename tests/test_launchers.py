@@ -178,8 +178,9 @@ def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu(monkeypatch):
     slots.put(4)
     threads, root = torch.get_num_threads(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    monkeypatch.setattr("bench.local_workers.end_with_parent", lambda parent: None)   # no watcher in pytest itself
     try:
-        _start_worker(slots, 1, ["0", "1", "2"])
+        _start_worker(os.getppid(), slots, 1, ["0", "1", "2"])
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1" and torch.get_num_threads() == 1   # slot 4 of 3 GPUs
     finally:
         torch.set_num_threads(threads)
