@@ -244,8 +244,11 @@ def children(pid: int) -> list[int]:
 
 
 def process_alive(pid: int) -> bool:
+    """bench.files.process_is_alive, but a zombie (exited, not yet reaped by its new parent) counts as gone."""
+    from bench.files import process_is_alive
+
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"   # a zombie has exited
+        return process_is_alive(pid) and Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return False
 
