@@ -9,7 +9,9 @@ A participant is a random token in a cookie (HttpOnly, SameSite=Lax, so another 
 votes for them). Trial order and candidate order are shuffled per participant (and per trial) by a
 generator seeded with the token: a reload, or a participant coming back, sees the same page. A vote
 names the trial and the position clicked; the server maps the position to the candidate through
-that same order, so the browser never learns which method is where. Image URLs are random ids.
+that same order, so the browser never learns which method is where. A vote is accepted only for the
+trial the server shows that participant next (a repeat of an answered one changes nothing). Image URLs
+are random ids, and an image is served only while its bytes are those checked when the study was built.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import csv
 import hashlib
 import hmac
 import io
+import mimetypes
 import random
 from http import HTTPStatus
 
@@ -107,6 +110,13 @@ def create_app(store: StudyStore, admin_secret: str) -> Flask:
         current = by_id.get(request.form.get("trial", ""))
         if current is None:
             return problem(HTTPStatus.BAD_REQUEST, "This is not a trial of the study.")
+        answered = store.answered(token)
+        if current.id in answered:   # a repeat (double click, reload): nothing changes
+            return redirect(url_for("trial"), code=303)
+        pending = next(t for t in participant_order(token, trials) if t.id not in answered)
+        if current.id != pending.id:   # only the trial the server shows this participant next can be answered
+            return problem(HTTPStatus.CONFLICT, "This answer is not for the images you were shown; "
+                                                "go back to the study page to see them.")
         slots = shown_slots(token, current)
         try:
             position = int(request.form.get("choice", ""))
@@ -124,10 +134,11 @@ def create_app(store: StudyStore, admin_secret: str) -> Flask:
 
     @app.get("/image/<image_id>")
     def image(image_id: str):
-        path = store.image_path(image_id)
-        if path is None or not path.is_file():
+        data = store.image_bytes(image_id)   # only the bytes checked when the study was built
+        if data is None:
             abort(404)
-        return send_file(path, max_age=3600)
+        mimetype = mimetypes.guess_type(str(store.image_path(image_id)))[0] or "application/octet-stream"
+        return send_file(io.BytesIO(data), mimetype=mimetype, max_age=3600)
 
     @app.get("/admin/votes.csv")
     def export():

@@ -5,18 +5,22 @@ translation of every candidate method (the first seed's run, as in the tables). 
 careless participants: their candidates are untouched source images and one real image of the target
 domain, which is the only sensible answer. Where the paper showed example target images
 (photo2portrait, photo2vangogh; paper, Sec. 3.3.3), the trial pages show a few, drawn from the target
-domain's training images. Every image is checked when the study is built, never during it.
+domain's training images. Every image is checked when the study is built: a file that is not a
+regular, decodable image inside its folder (a symbolic link leaving it, a device) is left out with a
+line in the study's problems, and the hash of each image's bytes is recorded for the server to check.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import load_experiment
-from bench.data import list_images
+from bench.data import DataError, list_images, load_rgb
+from bench.files import sha256_file
 from bench.datasets import dataset_info
 from bench.plan import RESULT_FILE, plan_experiment, read_json
 from eval.study.store import CATCH_SOURCE, CATCH_TARGET, StudyError, StudyStore, new_id
@@ -91,10 +95,36 @@ def tasks_from_experiment(experiment_path: str | Path, methods: list[str] | None
     return sources
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def image_problem(path: Path, folder: Path) -> str | None:
+    """Why `path` may not be shown in a study, or None: it must be a regular image file that is, after
+    following any symbolic link, inside `folder` (no link to /etc/passwd, no device, no FIFO), and decode."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "a symbolic link that points nowhere"
+    if real.parent != folder.resolve():
+        return f"a symbolic link to {real}, outside its folder"
+    if not stat.S_ISREG(real.stat().st_mode):
+        return "not a regular file"
+    try:
+        load_rgb(real)
+    except DataError as error:
+        return f"not an image ({getattr(error, 'reason', error)})"
+    return None
+
+
+def _by_stem(folder: Path, problems: list[str]) -> dict[str, Path]:
+    """The images of a folder by file stem, leaving out (with a line in `problems`) what may not be shown."""
     if not folder.is_dir():
         raise StudyError(f"{folder}: folder not found")
-    return {path.stem: path for path in list_images(folder)}
+    images = {}
+    for path in list_images(folder):
+        problem = image_problem(path, folder)
+        if problem is None:
+            images[path.stem] = path
+        else:
+            problems.append(f"{path}: {problem}; left out of the study")
+    return images
 
 
 def build_study(tasks: list[TaskSource], out: Path, per_task: int = 20, seed: int = 0, catch_per_task: int = 2,
@@ -118,8 +148,8 @@ def build_study(tasks: list[TaskSource], out: Path, per_task: int = 20, seed: in
 
     trials, task_rows, problems = [], [], []
     for task in tasks:
-        sources = _by_stem(task.source_dir)
-        translations = {label: _by_stem(folder) for label, folder in task.candidates.items()}
+        sources = _by_stem(task.source_dir, problems)
+        translations = {label: _by_stem(folder, problems) for label, folder in task.candidates.items()}
         stems = sorted(set(sources).intersection(*translations.values()))
         for label, by_stem in translations.items():
             missing = sorted(set(sources) - set(by_stem))
@@ -133,7 +163,7 @@ def build_study(tasks: list[TaskSource], out: Path, per_task: int = 20, seed: in
         for stem in chosen:
             trials.append((task.task, "regular", image(sources[stem]),
                            [(label, image(translations[label][stem])) for label in task.candidates]))
-        targets = sorted(_by_stem(task.target_test_dir).values())
+        targets = sorted(_by_stem(task.target_test_dir, problems).values())
         distractors = [p for stem, p in sorted(sources.items()) if stem not in chosen]
         count = len(task.candidates)
         for _ in range(catch_per_task):
@@ -145,15 +175,22 @@ def build_study(tasks: list[TaskSource], out: Path, per_task: int = 20, seed: in
                            [(CATCH_SOURCE, image(p)) for p in picks[1:]] + [(CATCH_TARGET, image(rng.choice(targets)))]))
         examples = []
         if task.task in EXAMPLE_TASKS:
-            pool = sorted(_by_stem(task.target_train_dir).values()) if task.target_train_dir.is_dir() else targets
-            examples = [image(p) for p in rng.sample(pool, min(EXAMPLES_PER_TASK, len(pool)))]
+            folder = task.target_train_dir if task.target_train_dir.is_dir() else task.target_test_dir
+            pool = list_images(folder) if folder == task.target_train_dir else targets
+            for path in rng.sample(pool, min(EXAMPLES_PER_TASK, len(pool))):   # only the drawn ones are decoded
+                problem = image_problem(path, folder)
+                if problem is None:
+                    examples.append(image(path))
+                else:
+                    problems.append(f"{path}: {problem}; left out of the study's examples")
         task_rows.append((task.task, task.target_domain, json.dumps(examples)))
     rng.shuffle(trials)
 
     store = StudyStore(out, create=True)
     with store.transaction() as db:
-        for path, image_id in images.items():
+        for path, image_id in images.items():   # the hash of the bytes checked above: the server serves those or nothing
             db.execute("INSERT INTO images (id, path) VALUES (?, ?)", (image_id, path))
+            db.execute("INSERT INTO image_hashes (image, sha256) VALUES (?, ?)", (image_id, sha256_file(Path(path))))
         db.executemany("INSERT INTO tasks (name, target_domain, examples) VALUES (?, ?, ?)", task_rows)
         for position, (task_name, kind, source_image, candidates) in enumerate(trials):
             trial_id = new_id()

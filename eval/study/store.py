@@ -9,6 +9,8 @@ Tables
     meta          key, value                 study settings (seed, methods, built, source experiment)
     tasks         name, target_domain, examples (JSON list of image ids)
     images        id (random), path          every image a page may show
+    image_hashes  image, sha256              the hash of its bytes as checked at build (eval/study/build.py):
+                                             the server serves those bytes or nothing
     trials        id (random), position, task, kind ('regular' | 'catch'), source (image id)
     candidates    trial, slot, label, image  label: the method (or 'source' / 'target' in a catch trial)
     participants  token (random), created, user_agent
@@ -18,9 +20,12 @@ Tables
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -28,10 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench.files import InputError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (name TEXT PRIMARY KEY, target_domain TEXT NOT NULL, examples TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, path TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS image_hashes (image TEXT PRIMARY KEY REFERENCES images(id), sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, task TEXT NOT NULL
     REFERENCES tasks(name), kind TEXT NOT NULL CHECK (kind IN ('regular', 'catch')), source TEXT NOT NULL REFERENCES images(id));
 CREATE TABLE IF NOT EXISTS candidates (trial TEXT NOT NULL REFERENCES trials(id), slot INTEGER NOT NULL, label TEXT NOT NULL,
@@ -42,11 +50,12 @@ CREATE TABLE IF NOT EXISTS votes (participant TEXT NOT NULL REFERENCES participa
     PRIMARY KEY (participant, trial));
 """
 
+MAX_IMAGE_BYTES = 64 * 2**20   # a study image larger than this is not an image a page should show
 CATCH_TARGET = "target"    # the real target-domain image of a catch trial: the one right answer
 CATCH_SOURCE = "source"    # an untouched source image in a catch trial
 
 
-class StudyError(ValueError):
+class StudyError(InputError, ValueError):
     """A study database that cannot be used as asked (missing, not a study, an image gone)."""
 
 
@@ -125,6 +134,26 @@ class StudyStore:
     def image_path(self, image_id: str) -> Path | None:
         rows = self.query("SELECT path FROM images WHERE id = ?", (image_id,))
         return Path(rows[0]["path"]) if rows else None
+
+    def image_bytes(self, image_id: str) -> bytes | None:
+        """The bytes of a study image, only if they are still the ones checked when the study was built:
+        a regular file (a symbolic link put in its place is not followed) whose sha256 is the recorded
+        one. None for an unknown id or a file removed, swapped or changed since."""
+        rows = self.query("SELECT path, sha256 FROM images JOIN image_hashes ON image_hashes.image = images.id "
+                          "WHERE id = ?", (image_id,))
+        if not rows:   # unknown, or built before hashes were recorded (build it again)
+            return None
+        try:
+            descriptor = os.open(rows[0]["path"], os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            data = handle.read(MAX_IMAGE_BYTES + 1)
+        if len(data) > MAX_IMAGE_BYTES or hashlib.sha256(data).hexdigest() != rows[0]["sha256"]:
+            return None
+        return data
 
     # -- participants and votes ---------------------------------------------------------------
     def add_participant(self, user_agent: str = "") -> str:
