@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from bench.files import cached_sha256_file, download_weights, load_torch_file
+from bench.files import InputError, cached_sha256_file, download_weights, load_torch_file
 
 VGG_WEIGHTS_ENV = "UGATIT_BENCH_VGG19"
 RANDOM_WEIGHTS = "random"
@@ -33,7 +33,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class VGGWeightsError(RuntimeError):
+class VGGWeightsError(InputError, RuntimeError):
     pass
 
 

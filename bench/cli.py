@@ -10,15 +10,24 @@ import sys
 from pathlib import Path
 
 from bench import methods as method_registry
-from bench.config import ConfigError, DATA_ROOT_ENV, load_experiment
-from bench.data import DataError
+from bench.config import DATA_ROOT_ENV, load_experiment
 from bench.datasets import CATALOGUE
-from bench.download import DownloadError, download_by_name
-from bench.files import DiskFullError, UnreadableFileError
-from bench.train import CheckpointError
-from eval.inception import WeightsError
+from bench.download import download_by_name
+from bench.files import DiskFullError, InputError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def exit_status(reports) -> int:
+    """0 when every run succeeded (or runs elsewhere); 2 when every failure was a known one (a bad file,
+    image or setting, said in one line: bench.files.InputError); 1 for any other failure or a run
+    left untrained (--eval-only)."""
+    from bench.jobs import DONE, FAILED, RUNNING_ELSEWHERE
+
+    problems = [r for r in reports if r.status not in (DONE, RUNNING_ELSEWHERE)]
+    if not problems:
+        return EXIT_OK
+    return EXIT_BAD_INPUT if all(r.status == FAILED and r.known for r in problems) else EXIT_RUN_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +114,7 @@ def _run_on_slurm(plan, args) -> int:
     if reports:
         print(format_reports(reports, plan))
     print(summary(plan.results_dir, plan.experiment.tables))
-    return EXIT_OK if all(r.status in ("done", "running elsewhere") for r in reports) else EXIT_RUN_FAILED
+    return exit_status(reports)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         reports = run_plan(plan, progress=not args.no_progress, eval_only=args.eval_only)
         print(format_reports(reports, plan))
         print(summary(plan.results_dir, experiment.tables))
-        return EXIT_OK if all(r.status in ("done", "running elsewhere") for r in reports) else EXIT_RUN_FAILED
-    except (ConfigError, DataError, DownloadError, WeightsError, CheckpointError, UnreadableFileError, DiskFullError) as error:
+        return exit_status(reports)
+    except (InputError, DiskFullError) as error:   # says what and how to fix it: one line
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -18,15 +18,18 @@ starts the stream at sample k * batch_size.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bench.files import InputError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ _DOMAIN_IDS = {"A": 0, "B": 1, "B_smoothed": 2}   # B_smoothed: CartoonGAN's edg
 _STREAM_ORDER, _STREAM_AUGMENT = 0, 1
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """A dataset folder that cannot be used (missing, empty, or with a bad image under `fail`)."""
 
 
@@ -252,6 +255,27 @@ def training_batches(dataset: UnpairedTrainingSet, batch_size: int, start_step: 
         # time it starts, and a resumed run would then see different noise than one never stopped.
         generator=torch.Generator().manual_seed(0),
     )
+
+
+_WORKER_DATA_ERROR = re.compile(r"^(?:[\w.]+\.)?(?:BadImageError|DataError): (?P<message>.+)$", re.MULTILINE)
+
+
+def without_worker_wrapping(batches: Iterable) -> Iterator:
+    """Iterate a DataLoader, giving back a bad image met in one of its worker processes as the DataError
+    it was. torch re-raises a worker's exception as a RuntimeError (or a rebuilt copy) whose message is
+    the worker's whole traceback; the run's one-line report needs the image's own message."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:
+            found = _WORKER_DATA_ERROR.findall(str(error)) if "Original Traceback" in str(error) else []
+            if not found:
+                raise
+            raise DataError(found[-1]) from None
+        yield batch
 
 
 class SortedImageFolder(Dataset):

@@ -39,14 +39,14 @@ from tqdm.auto import tqdm
 
 from bench.data import count_images
 from bench.datasets import CATALOGUE, SPLITS, ArchiveSource, DatasetInfo
-from bench.files import (DiskFullError, atomic_write_json, is_disk_full, owned_temporary_name,
+from bench.files import (DiskFullError, InputError, atomic_write_json, is_disk_full, owned_temporary_name,
                          remove_stale_temporaries, sha256_file)
 
 CHUNK_BYTES = 1 << 20
 MIB = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A dataset could not be downloaded or installed; nothing was left half-built."""
 
 

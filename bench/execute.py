@@ -19,7 +19,8 @@ Run folder:
                                  <direction>-<test settings>/ for a multimodal method's other settings
     result.json                  per evaluation (direction [+ test settings]): task, translation folder,
                                  test settings, scores per evaluation setting
-Everything is written inside the run folder.
+Everything is written inside the run folder. A run adopted from another output folder (bench/reuse.py)
+starts with that run's checkpoint, stats and training.json (with `reused_from`); the rest is made here.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ from bench.config import DatasetSpec, Experiment
 from bench.data import DataError, SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size, list_images
 from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.environment import git_revision, package_versions, resolve_device
-from bench.files import UnreadableFileError, atomic_write_json
+from bench.files import InputError, atomic_write_json
 from bench.multimodal import evaluation_key
-from bench.plan import RESULT_FILE, TRAINED_MARKER, TrainingRun, read_json, record_finished_run
+from bench.files import read_json
+from bench.plan import RESULT_FILE, TrainingRun
+from bench.reuse import TRAINED_MARKER, adopt_finished_run, record_finished_run
 from bench.schema import to_plain
 from bench.synthetic import SyntheticSpec, write_dataset
-from bench.train import CheckpointError, checkpoint_path, load_checkpoint, train
+from bench.train import checkpoint_path, load_checkpoint, train
 from bench.translate import completeness_problem, read_manifest, translate_with_method
 
 log = logging.getLogger("bench")
@@ -153,6 +156,10 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
     # released weights (a `pretrained:` entry) are loaded instead: nothing is trained, step 0.
     method = None
     marker = read_json(run_dir / TRAINED_MARKER)
+    if marker is None and training.reuse_from is not None and adopt_finished_run(training.reuse_from, run_dir, training.identity):
+        marker = read_json(run_dir / TRAINED_MARKER)
+        record_finished_run(training.run_id, run_dir)
+        work.append(f"reuse {marker['steps']} steps")
     steps = marker["steps"] if marker else None
     if training.method.pretrained is not None:
         from bench.multimodal import TEST_FIELDS
@@ -185,7 +192,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
             steps = outcome.steps_total
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": steps, "resumed_from": outcome.resumed_from,
                                                          "seconds": outcome.seconds})
-            record_finished_run(training)
+            record_finished_run(training.run_id, run_dir)
             work.append(f"train {outcome.resumed_from or 0}->{steps}")
 
     # Translate and score each direction.
@@ -240,9 +247,10 @@ def failure_text(error: Exception) -> str:
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return (f"out of memory ({type(error).__name__}); lower train.batch_size, train.image_size or the "
                 "method's width, or use a device with more memory")
-    if isinstance(error, (CheckpointError, UnreadableFileError, DataError)):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+    if isinstance(error, InputError):   # says what and how to fix it
+        return " ".join(str(error).split("\n"))
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def run_logger(run_dir: Path) -> logging.Handler:

@@ -38,6 +38,14 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _OWNED = re.compile(r"^(?P<stem>.*)\.(?P<pid>\d+)@(?P<host>[^/]+)\.(?P<token>[0-9a-f]{8})(?:\.tmp)?$")
 
 
+class InputError(Exception):
+    """What the user handed us cannot be used: a setting, a dataset, a weights or checkpoint file, an
+    image, a download. Every such error says which one and how to fix it, so it is reported in one
+    line, without a traceback, and the command exits with status 2 (`bench.cli`); a run that fails
+    with one is reported failed with that line, and the others go on. The error classes of the
+    project's parts derive from it (ConfigError, DataError, CheckpointError, WeightsError, ...)."""
+
+
 class DiskFullError(OSError):
     """No space left on the device (or quota exceeded) while writing a file."""
 
@@ -53,7 +61,7 @@ class DiskFullError(OSError):
         return self.strerror
 
 
-class UnreadableFileError(ValueError):
+class UnreadableFileError(InputError, ValueError):
     """A file handed to us is not what it claims to be, or would run code if unpickled."""
 
 
@@ -77,6 +85,20 @@ def is_disk_full(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def disk_full_path(error: BaseException, default: Path) -> Path:
+    """The file whose write met a full disk, as the error (or one it was raised from) names it; else
+    `default` (torch's writer, for one, names no file)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DiskFullError):
+            return error.path
+        if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS and error.filename:
+            return Path(os.fsdecode(error.filename))
+        error = error.__cause__ or error.__context__
+    return Path(default)
 
 
 def cache_root() -> Path:
@@ -170,6 +192,44 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def atomic_write_json(path: Path, value: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON record (a mapping), or None when it is missing or unreadable: every record is written
+    atomically, so a damaged one was damaged from outside, and is treated as absent."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_step_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log with a `step` in each (a run's stats.jsonl), in file order.
+
+    A log is appended to while its run trains, so a kill or a full disk can leave its last line torn;
+    such a line (or any line that is not a record) is skipped with one warning per file, never an
+    exception: one run's damaged log must not stop the tables, figures or status of the others. A
+    missing or unreadable file has no records."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    records, skipped = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            record["step"] = int(record["step"])
+        except (ValueError, TypeError, KeyError, IndexError):
+            skipped.append(number)
+            continue
+        records.append(record)
+    if skipped:
+        where = "its last line" if skipped == [len(text.splitlines())] else f"line(s) {', '.join(map(str, skipped[:5]))}"
+        log.warning("%s: %s torn or not a record (a kill or a full disk mid-write); skipped", path, where)
+    return records
 
 
 def atomic_torch_save(path: Path, value: Any) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.config import Experiment
 from bench.execute import RunNotTrained, Scoring, execute_training, failure_text, run_logger
-from bench.files import DiskFullError, atomic_write_json, is_disk_full
+from bench.files import DiskFullError, InputError, atomic_write_json, disk_full_path, is_disk_full
 from bench.locks import RunLock, RunLocked, describe_owner, slurm_job_id
 from bench.plan import TrainingRun
 
@@ -53,6 +53,7 @@ class RunReport:
     log_path: Path | None = None
     work: list[str] = field(default_factory=list)   # what was computed: train, translate a2b, score b2a, ...
     worker: str = ""               # where it ran: host:pid, and the Slurm job id
+    known: bool = False            # FAILED with a known problem (bench.files.InputError): a bad file, image or setting
 
 
 def cpu_count() -> int:
@@ -88,6 +89,11 @@ def _scoring_for(experiment: Experiment, progress: bool) -> Scoring:
     return _scoring_cache[key]
 
 
+def _log_to_file(handler: logging.Handler, message: str) -> None:
+    """Write to the run's log file alone (a traceback: the terminal gets the one-line failure)."""
+    handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None))
+
+
 def run_job(job: RunJob, scoring: Scoring | None = None) -> RunReport:
     """Lock the run folder, then train or resume, translate and score; a failure is reported, not raised."""
     training, started = job.training, time.perf_counter()
@@ -110,17 +116,19 @@ def run_job(job: RunJob, scoring: Scoring | None = None) -> RunReport:
         return RunReport(training, NOT_TRAINED, time.perf_counter() - started, error=str(error), worker=worker)
     except Exception as error:  # one failing run must not stop the others
         if is_disk_full(error):   # ... but a full disk stops every run: nothing more can be written
-            log.error("run stopped: %s", error)
-            raise error if isinstance(error, DiskFullError) else DiskFullError(training.run_dir) from None
-        log.error("run failed: %s\n%s", error, traceback.format_exc())
-        text = failure_text(error)
+            raise error if isinstance(error, DiskFullError) else DiskFullError(disk_full_path(error, training.run_dir)) from None
+        text, known = failure_text(error), isinstance(error, InputError)
+        log_path = training.run_dir / "log.txt"
+        if not known:   # an unexpected exception: its traceback goes to the run's log, not to the terminal
+            _log_to_file(handler, f"traceback of the failure:\n{traceback.format_exc()}")
+        log.error("run failed: %s (log: %s)", text, log_path)
         try:
             atomic_write_json(training.run_dir / FAILURE_FILE, {"error": text, "worker": worker,
                                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         except OSError:
             pass   # the report still says it failed
-        return RunReport(training, FAILED, time.perf_counter() - started, error=text,
-                         log_path=training.run_dir / "log.txt", worker=worker)
+        return RunReport(training, FAILED, time.perf_counter() - started, error=text, log_path=log_path, worker=worker,
+                         known=known)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

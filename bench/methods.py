@@ -109,6 +109,12 @@ class Method(abc.ABC):
         return {}
 
     @classmethod
+    def check_files(cls, options: Any) -> None:
+        """Read the files its options name (weights to start from, say) and raise an error naming the file
+        (bench.files.InputError) when one cannot be used. Called once before any run of an experiment
+        starts, so that a bad file stops the experiment at once rather than after hours of other runs."""
+
+    @classmethod
     def deviations(cls, options: Any, train: TrainConfig) -> list[str]:
         """How these settings depart from the paper's model, for the tables' footnotes; [] if they do not."""
         return []

@@ -15,7 +15,6 @@ import fnmatch
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,15 +24,16 @@ from tabulate import tabulate
 
 from bench import methods as method_registry
 from bench.config import ConfigError, DatasetSpec, Experiment, MethodSpec, TrainConfig, identity_fields, is_operational
-from bench.data import count_images, default_load_size
+from bench.data import DataError, count_images, default_load_size
 from bench.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
-from bench.files import atomic_write_json, cache_root, waiting_lock
-from bench.synthetic import SyntheticSpec, is_current
+from bench.files import cached_sha256_file, read_json
+from bench.fingerprint import dataset_fingerprint
+from bench.reuse import TRAINED_MARKER, finished_run_elsewhere
+from bench.synthetic import SyntheticSpec, is_current, spec_fingerprint
 
 log = logging.getLogger("bench")
 
 RESULT_FILE = "result.json"          # a run's scores per evaluation (bench/execute.py)
-TRAINED_MARKER = "training.json"     # written when a run has finished training
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TrainingRun:
     run_dir: Path
     identity: dict[str, Any]       # the settings that define what this run computes
     train: TrainConfig | None = None   # the training settings, resolved (None while the dataset is missing)
-    reused_from_elsewhere: bool = False  # the run folder is a finished run of another output folder
+    reuse_from: Path | None = None     # a finished run of this identity in another output folder: adopted, not trained
 
     @property
     def variant(self) -> str:
@@ -110,10 +110,27 @@ def planned_train_images(experiment: Experiment, dataset: DatasetSpec) -> tuple[
     return counts if all(counts) else None
 
 
+def data_fingerprint(experiment: Experiment, dataset: DatasetSpec) -> dict[str, str] | None:
+    """What a run's identity records of its data (bench/fingerprint.py): a synthetic dataset by its
+    generator's settings, any other by the contents of its four splits; None while it is missing."""
+    info = CATALOGUE.get(dataset.name)
+    if info is not None and info.synthetic:
+        return {"synthetic": spec_fingerprint(SyntheticSpec())}
+    directory = experiment.data.resolved_root() / dataset.name
+    if missing_splits(directory):
+        return None
+    try:
+        return dataset_fingerprint(directory)
+    except DataError:   # unreadable: reported when the run reads it
+        return None
+
+
 def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec, seed: int,
-                 train: TrainConfig | None = None) -> dict[str, Any]:
+                 train: TrainConfig | None = None, fingerprint: dict[str, str] | None = None) -> dict[str, Any]:
     """What a run computes, from resolved settings: two spellings of one computation (iterations null
-    or the method's reference length, lr in options or in train, a label) give one identity."""
+    or the method's reference length, lr in options or in train, a label) give one identity. The
+    data enter by their fingerprint, not their path: the same images anywhere are the same run, other
+    images under the same name are another."""
     method_class = method_registry.method_class(method.name)
     train = train or method.train_config(experiment.train)
     train_fields = identity_fields(train)
@@ -122,22 +139,24 @@ def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpe
         train_fields.pop("decay_start")   # only the linear decay reads it
     data = identity_fields(experiment.data)   # without data.root: where the data lives changes nothing
     data["load_size"] = experiment.data.load_size or default_load_size(train.image_size)
+    data["fingerprint"] = fingerprint
     return {"method": method.name, "options": method_class.identity_options(method.options, train),
             "dataset": dataset.name, "seed": seed, "train": train_fields, "data": data}
 
 
-def released_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec) -> dict[str, Any]:
+def released_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpec,
+                      fingerprint: dict[str, str] | None = None) -> dict[str, Any]:
     """A run of the authors' released files: what it computes is fixed by the files' contents (sha256)
-    and how its test images are prepared, not by training settings."""
-    from bench.files import cached_sha256_file
+    and the test images it translates (their fingerprint), not by training settings."""
     from bench.pretrained import released_files
 
     files = {key: (cached_sha256_file(Path(path)) if Path(path).is_file() else f"missing: {path}")
              for key, path in sorted(released_files(method.name, method.pretrained).items())}
     settings = {key: value for key, value in sorted(method.pretrained.items()) if key not in files}
     data = identity_fields(experiment.data)
+    test_data = {split: value for split, value in fingerprint.items() if not split.startswith("train")} if fingerprint else None
     return {"method": method.name, "released": files, **({"settings": settings} if settings else {}), "dataset": dataset.name,
-            "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"]}}
+            "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"], "fingerprint": test_data}}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
@@ -155,48 +174,6 @@ def run_folder_name(method: MethodSpec, identity: dict[str, Any], seed: int, run
     return f"{readable}-s{seed}-{run_id}"
 
 
-# ----------------------------------------------------------------------------------------------
-# Finished runs of other output folders: found through an index in the cache folder, so that the same
-# computation is never trained twice on one machine (`--no-reuse` to train it again anyway).
-
-RUN_INDEX_ENV = "UGATIT_BENCH_RUN_INDEX"   # where the index is, if not runs-index.json in the cache folder
-
-
-def run_index_path() -> Path:
-    return Path(os.environ.get(RUN_INDEX_ENV) or cache_root() / "runs-index.json")
-
-
-def _read_index() -> dict[str, list[str]]:
-    index = read_json(run_index_path())
-    return index if isinstance(index, dict) else {}
-
-
-def record_finished_run(training: TrainingRun) -> None:
-    try:
-        with waiting_lock(run_index_path().with_name(run_index_path().name + ".lock")):   # workers finish side by side
-            _add_to_index(training)
-    except OSError as error:   # the index only saves work; never fail a run for it
-        log.warning("could not update the run index %s: %s", run_index_path(), error)
-
-
-def _add_to_index(training: TrainingRun) -> None:
-    index = _read_index()
-    paths = [p for p in index.get(training.run_id, []) if Path(p).is_dir()]
-    here = str(training.run_dir.resolve())
-    if here not in paths:
-        index[training.run_id] = paths + [here]
-        atomic_write_json(run_index_path(), index)
-
-
-def finished_run_elsewhere(run_id: str, identity: dict[str, Any]) -> Path | None:
-    for path in _read_index().get(run_id, []):
-        folder = Path(path)
-        config = read_json(folder / "config.json") or {}
-        if (folder / TRAINED_MARKER).is_file() and config.get("identity") == identity:
-            return folder
-    return None
-
-
 def matches(pattern: str, training: TrainingRun) -> bool:
     """--only: a shell-style pattern (case-insensitive; plain words match as substrings) against the
     variant label, method name, dataset, task names and run folder name."""
@@ -209,10 +186,12 @@ def matches(pattern: str, training: TrainingRun) -> bool:
 
 def plan_experiment(experiment: Experiment, only: str | None = None, overrides: tuple[str, ...] = (),
                     reuse: bool = True) -> Plan:
-    """Every run of the experiment, its folder and identity. With `reuse`, a run that another output
-    folder on this machine has finished training is planned in that folder instead of trained again."""
+    """Every run of the experiment, its folder and identity. With `reuse`, a run whose folder does not
+    exist yet and that another output folder on this machine has finished training is planned to be
+    adopted from there (bench/reuse.py) instead of trained again; its folder is still this experiment's."""
     trainings, evaluations, missing = [], [], []
     output_dir = Path(experiment.output_dir)
+    fingerprints = {dataset.name: data_fingerprint(experiment, dataset) for dataset in experiment.datasets}
     for method in experiment.methods:
         if not method_registry.is_registered(method.name):
             missing.append(method)
@@ -235,15 +214,16 @@ def plan_experiment(experiment: Experiment, only: str | None = None, overrides: 
                 except ConfigError:   # the reference length depends on the dataset, which is missing
                     train = None
             for seed in seeds:
-                identity = (released_identity(experiment, method, dataset) if method.pretrained is not None
-                            else run_identity(experiment, method, dataset, seed, train))
+                fingerprint = fingerprints[dataset.name]
+                identity = (released_identity(experiment, method, dataset, fingerprint) if method.pretrained is not None
+                            else run_identity(experiment, method, dataset, seed, train, fingerprint))
                 run_id = identity_hash(identity)
                 name = (f"{slug(method.name)}-released-{run_id}" if method.pretrained is not None
                         else run_folder_name(method, identity, seed, run_id))
                 run_dir = output_dir / dataset.name / name
-                elsewhere = finished_run_elsewhere(run_id, identity) if reuse and not run_dir.exists() else None
-                training = TrainingRun(method, dataset, seed, run_id, elsewhere or run_dir, identity, train,
-                                       reused_from_elsewhere=elsewhere is not None)
+                reusable = reuse and method.pretrained is None and fingerprint is not None and not run_dir.exists()
+                elsewhere = finished_run_elsewhere(run_id, identity, run_dir) if reusable else None
+                training = TrainingRun(method, dataset, seed, run_id, run_dir, identity, train, reuse_from=elsewhere)
                 trainings.append(training)
                 for direction in dataset.directions:
                     evaluations.append(Evaluation(training, direction, info.task_name(direction)))
@@ -291,7 +271,7 @@ def format_plan(plan: Plan) -> str:
         [index, e.training.variant, e.training.method.name, e.training.dataset.name, e.task, e.training.seed,
          "released" if e.training.method.pretrained is not None else
          f"{e.training.train.iterations:,}" if e.training.train else _estimated_length(e.training),
-         str(e.training.run_dir) + (" (finished elsewhere: reused)" if e.training.reused_from_elsewhere else "")]
+         str(e.training.run_dir) + (f" (trained in {e.training.reuse_from}: reused)" if e.training.reuse_from else "")]
         for index, e in enumerate((e for e in plan.evaluations if e.training.run_id in selected), start=1)
     ]
     n_selected = sum(1 for t in plan.trainings if t.run_id in selected)
@@ -322,13 +302,6 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"Not run: {method.label} ({method.name}) is not implemented yet; "
                      f"registered methods: {', '.join(method_registry.registered_methods())}")
     return "\n".join(lines)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def training_images(dataset_dir: Path) -> tuple[int, int]:

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from bench.config import TrainConfig
-from bench.files import (RUNNING_STATISTICS, UnreadableFileError, describe_content, load_torch_file,
+from bench.files import (RUNNING_STATISTICS, InputError, UnreadableFileError, describe_content, load_torch_file,
                          strip_data_parallel_prefix)
 from bench.methods import Method, create_method
 from bench.released_unit_munit import PAD_TYPES, GenFileError, gen_file_method, inspect_gen_file, load_gen_file
@@ -57,7 +57,7 @@ def released_files(method: str, pretrained: dict[str, Any]) -> dict[str, str]:
     return {key: value for key, value in pretrained.items() if key not in RELEASED_SETTINGS.get(method, {})}
 
 
-class ReleasedFileError(ValueError):
+class ReleasedFileError(InputError, ValueError):
     """A file that is not the released model it was given as."""
 
 

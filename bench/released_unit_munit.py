@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 
 from bench.config import TrainConfig
-from bench.files import RUNNING_STATISTICS, describe_content, load_torch_file, strip_data_parallel_prefix
+from bench.files import RUNNING_STATISTICS, InputError, describe_content, load_torch_file, strip_data_parallel_prefix
 from bench.methods import Method, create_method
 
 log = logging.getLogger("bench")
@@ -55,7 +55,7 @@ _CONTENT_ENCODER = {"unit": "enc", "munit": "enc_content"}
 _FORMAT = {"unit": "UNIT gen_XXXXXXXX.pt (mingyuliutw/UNIT master)", "munit": "MUNIT gen_XXXXXXXX.pt (NVlabs/MUNIT)"}
 
 
-class GenFileError(ValueError):
+class GenFileError(InputError, ValueError):
     """A gen file that is not the UNIT or MUNIT generator it was given as."""
 
 

@@ -38,15 +38,36 @@ def selected_jobs(plan: Plan, eval_only: bool, progress: bool) -> list[RunJob]:
 
 
 def check_inputs(plan: Plan, progress: bool) -> Scoring:
-    """Stop before any training when an input is missing: datasets (synthetic ones are generated
-    here, once, not by each worker) and the Inception weights (found, or the stand-in made)."""
+    """Stop before any training when an input is missing or unusable: datasets (synthetic ones are
+    generated here, once, not by each worker), the Inception weights (read and loaded into the network
+    now, not after hours of training), the released weights of `pretrained:` entries and the files a
+    method's options name (U-GAT-IT's `init_from`). Each problem is an InputError naming the file."""
     if plan.data_problems:
         raise DataError("some inputs are missing; nothing was run:\n  " + "\n  ".join(plan.data_problems))
     scoring = Scoring(plan.experiment, progress)
-    _ = scoring.scorer
+    _ = scoring.scorer.extractor.network
+    check_named_files(plan)
     for dataset in {t.dataset.name: t.dataset for t in plan.selected_trainings}.values():
         prepare_dataset(dataset, plan.experiment.data.resolved_root())
     return scoring
+
+
+def check_named_files(plan: Plan) -> None:
+    """Read every weights file the selected runs name, as their runs will (weights_only=True)."""
+    from bench import methods as method_registry
+    from bench.pretrained import load_released
+
+    checked = set()
+    for training in plan.selected_trainings:
+        method = training.method
+        key = (method.name, repr(method.options), repr(method.pretrained))
+        if key in checked:
+            continue
+        checked.add(key)
+        if method.pretrained is not None:
+            load_released(method.name, "cpu", image_size=plan.experiment.train.image_size, **method.pretrained)
+        else:
+            method_registry.method_class(method.name).check_files(method.options)
 
 
 def write_results_locked(plan: Plan, scoring: Scoring | None = None, progress: bool = True) -> list[Path]:

@@ -19,8 +19,10 @@ import types
 import typing
 from typing import Any, Literal, Mapping, Sequence
 
+from bench.files import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError, ValueError):
     """A problem in an experiment file, reported before any work starts."""
 
 

@@ -110,6 +110,10 @@ def run_state(training: TrainingRun, settings_key: str) -> RunState:
     if owner and owner.get("alive") is False:
         state.detail = (state.detail + "; " if state.detail else "") + \
                        f"stale lock of dead process {owner.get('host')}:{owner.get('pid')} (taken over at the next start)"
+    origin = (marker or {}).get("reused_from") or training.reuse_from
+    if origin:   # where the trained model came from (bench/reuse.py)
+        state.detail = (state.detail + "; " if state.detail else "") + \
+                       f"{'reused' if marker else 'will reuse'} the run trained in {origin}"
     job = read_json(run_dir / JOB_FILE)
     if job:
         state.slurm_job = job.get("job_id")
@@ -154,4 +158,4 @@ def format_status(plan: Plan) -> str:
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     return "\n".join([f"Experiment {plan.experiment.name}: {len(states)} run(s): {summary}",
                       tabulate(rows, headers=["variant", "dataset", "seed", "state", "iterations", "s/it", "ETA",
-                                              "Slurm job", "lock / failure / folder"])])
+                                              "Slurm job", "lock / failure / origin / folder"])])

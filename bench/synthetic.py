@@ -17,6 +17,7 @@ regenerated only when the generator or its settings change.
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -25,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from bench.data import DataError
 from bench.files import owned_temporary_name, remove_stale_temporaries, replace_directory, waiting_lock
+from bench.fingerprint import dataset_fingerprint
 
 GENERATOR_VERSION = 2          # bump when the images change, so that old copies are regenerated
 
@@ -126,11 +129,26 @@ def _manifest(spec: SyntheticSpec) -> dict:
     return {"generator": "bench.synthetic", "version": GENERATOR_VERSION, **asdict(spec)}
 
 
+def spec_fingerprint(spec: SyntheticSpec) -> str:
+    """What a run's identity records of a synthetic dataset: the generator and its settings, which fix
+    every image (`is_current` makes sure the folder holds exactly those)."""
+    return hashlib.sha256(json.dumps(_manifest(spec), sort_keys=True).encode()).hexdigest()
+
+
 def is_current(dataset_dir: Path, spec: SyntheticSpec) -> bool:
+    """Whether the folder holds what `spec` generates: its manifest names the spec, and its images are
+    the ones generated (their fingerprint, recorded at generation: an edited image is generated again)."""
     manifest = dataset_dir / "dataset.json"
     try:
-        return json.loads(manifest.read_text()) == _manifest(spec)
-    except (OSError, ValueError):
+        recorded = json.loads(manifest.read_text())
+        fingerprint = recorded.pop("fingerprint")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+    if recorded != _manifest(spec):
+        return False
+    try:
+        return dataset_fingerprint(dataset_dir) == fingerprint
+    except DataError:
         return False
 
 
@@ -158,7 +176,8 @@ def _generate(dataset_dir: Path, spec: SyntheticSpec) -> None:
                 folder.mkdir()
                 for index in range(count):
                     Image.fromarray(generate_image(spec, domain, split, index)).save(folder / f"{index:05d}.png")
-        (staging / "dataset.json").write_text(json.dumps(_manifest(spec), indent=2) + "\n")
+        manifest = {**_manifest(spec), "fingerprint": dataset_fingerprint(staging)}
+        (staging / "dataset.json").write_text(json.dumps(manifest, indent=2) + "\n")
         replace_directory(staging, dataset_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -35,9 +35,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
-from bench.data import UnpairedTrainingSet, training_batches
+from bench.data import UnpairedTrainingSet, training_batches, without_worker_wrapping
 from bench.environment import package_versions
-from bench.files import (DiskFullError, atomic_torch_save, atomic_write_bytes, is_disk_full, load_torch_file,
+from bench.files import (DiskFullError, InputError, atomic_torch_save, atomic_write_bytes, is_disk_full, load_torch_file, read_step_records,
                          remove_stale_temporaries)
 from bench.methods import Method
 from bench.monitor import TensorBoardLog
@@ -63,7 +63,7 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A file that is not a checkpoint of this harness, or the checkpoint of another run."""
 
 
@@ -146,19 +146,8 @@ def _truncate_stats(stats_path: Path, last_step: int) -> None:
     A torn line (the process died, or the disk filled, while writing it) is dropped and reported."""
     if not stats_path.exists():
         return
-    kept = []
-    for number, line in enumerate(stats_path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            step = int(record["step"])
-        except (ValueError, TypeError, KeyError):
-            log.warning("%s: line %d is torn or not a record (%r...); dropped", stats_path, number, line[:40])
-            continue
-        if step <= last_step:
-            kept.append(line)
-    atomic_write_bytes(stats_path, "".join(line + "\n" for line in kept).encode())
+    kept = [record for record in read_step_records(stats_path) if record["step"] <= last_step]
+    atomic_write_bytes(stats_path, "".join(json.dumps(record) + "\n" for record in kept).encode())
 
 
 def _as_floats(losses: dict[str, Any]) -> dict[str, float]:
@@ -211,7 +200,7 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
     bar = tqdm(total=total, initial=step, desc=f"train {run_dir.name}", unit="it", disable=not progress, leave=False)
     last_log_time, last_log_step = time.perf_counter(), step
     with open(stats_path, "a", encoding="utf-8") as stats, board:
-        for real_a, real_b in batches:
+        for real_a, real_b in without_worker_wrapping(batches):   # a bad image: its own one-line error
             method.set_step(step)
             losses = method.train_step(real_a.to(device, non_blocking=True), real_b.to(device, non_blocking=True))
             step += 1

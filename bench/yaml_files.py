@@ -90,6 +90,10 @@ def parse_yaml(text: str, source: str) -> Any:
 
 def read_yaml(path: Path, included_from: str | None) -> dict:
     where = f" (included from {included_from})" if included_from else ""
+    if path.exists() and not path.is_file():   # a folder, FIFO, socket or device: reading it would block or fail
+        kind = "a folder" if path.is_dir() else "a FIFO (named pipe)" if path.is_fifo() else \
+            "a socket" if path.is_socket() else "a device" if path.is_block_device() or path.is_char_device() else "not a file"
+        raise ConfigError(f"{path}: is {kind}, not an experiment file{where}; give the path of a YAML file")
     if not path.is_file():
         existing = sorted(str(p) for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         hint = f"; experiment files in {path.parent}: {', '.join(existing)}" if existing else ""

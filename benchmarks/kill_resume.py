@@ -21,7 +21,6 @@ on the machine meanwhile.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -82,17 +81,14 @@ def iterations_at_risk(root: Path) -> int:
     """The most iterations, over runs, that were logged but are not in the run's checkpoint."""
     import torch
 
+    from bench.files import read_step_records
+
     worst = 0
     for run in (root / "runs").glob("*/*"):
         stats, checkpoint = run / "stats.jsonl", run / "checkpoints" / "latest.pt"
         if not stats.exists():
             continue
-        steps = []
-        for line in stats.read_text(errors="replace").splitlines():
-            try:
-                steps.append(json.loads(line)["step"])
-            except (ValueError, KeyError):
-                pass   # a line torn by the kill
+        steps = [record["step"] for record in read_step_records(stats)]   # a line torn by the kill is skipped
         saved = int(torch.load(checkpoint, weights_only=True)["step"]) if checkpoint.exists() else 0
         worst = max(worst, max(steps, default=0) - saved)
     return worst

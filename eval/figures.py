@@ -11,7 +11,6 @@ the iteration, from stats.jsonl.
 from __future__ import annotations
 
 import io
-import json
 import textwrap
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.data import list_images, load_rgb  # noqa: E402
-from bench.files import atomic_write_bytes  # noqa: E402
+from bench.files import atomic_write_bytes, read_step_records  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:
@@ -91,7 +90,7 @@ def _rho_groups(keys: list[str]) -> dict[str, list[str]]:
 def training_curves(stats_path: Path, out_path: Path, title: str) -> Path | None:
     """Losses (log scale), learning rate and rho from a run's stats.jsonl; None when it has no losses
     (a method that does not train, like the identity reference)."""
-    lines = [json.loads(line) for line in Path(stats_path).read_text().splitlines() if line.strip()] if Path(stats_path).exists() else []
+    lines = read_step_records(stats_path)   # a torn last line (a killed run) is skipped with a warning
     if not lines:
         return None
     steps = [line["step"] for line in lines]

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from bench.config import INCEPTION_WEIGHTS_ENV
-from bench.files import (UnreadableFileError, atomic_torch_save, cache_root, download_weights, load_torch_file,
+from bench.files import (InputError, UnreadableFileError, atomic_torch_save, cache_root, download_weights, load_torch_file,
                          sha256_file)
 
 OFFICIAL_SHA256_PREFIX = "6726825d"
@@ -43,7 +43,7 @@ FEATURE_LAYER = "2048"
 EXTRACTOR_ID = "torch-fidelity/inception-v3-compat/pool3-2048/tf1-bilinear-299"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(InputError, RuntimeError):
     """The Inception weights cannot be found, downloaded or read."""
 
 

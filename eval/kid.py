@@ -27,13 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.files import InputError
+
 
 # Up to this many rows per set, kid_subsets computes every kernel value once and gathers the subsets'
 # entries; beyond it (large sample sets), each subset's kernels are computed afresh.
 PRECOMPUTE_KERNELS_UP_TO = 4096
 
 
-class KIDError(ValueError):
+class KIDError(InputError, ValueError):
     """Inputs a KID estimator cannot use: too few samples, mismatched widths, non-finite values."""
 
 

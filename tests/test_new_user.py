@@ -72,12 +72,14 @@ def test_a_run_finished_in_another_output_folder_is_reused(tiny_dataset, write_y
     second = experiment(write_yaml, tmp_path, "second.yaml", output="runs-b")
     capsys.readouterr()
     assert main([str(second), "--dry-run"]) == 0
-    assert "(finished elsewhere: reused)" in capsys.readouterr().out
+    assert f"(trained in {tmp_path / 'runs-a'}" in capsys.readouterr().out
     assert main([str(second), "--no-progress"]) == 0
     output = capsys.readouterr().out
-    assert "train 0->" not in output and not (tmp_path / "runs-b").exists()
-    assert main([str(second), "--no-progress", "--no-reuse"]) == 0
-    assert "train 0->4" in capsys.readouterr().out and (tmp_path / "runs-b").is_dir()
+    # Adopted into this experiment's own folder (bench/reuse.py), translated and scored there.
+    assert "train 0->" not in output and "reuse 4 steps" in output
+    assert len(list((tmp_path / "runs-b").glob("tiny/*/translations/a2b/*.png"))) == 2 * 6
+    assert main([str(second), "--no-progress", "--no-reuse", "--set", "output_dir=" + str(tmp_path / "runs-c")]) == 0
+    assert "train 0->4" in capsys.readouterr().out and (tmp_path / "runs-c").is_dir()
 
 
 # 2. Overrides and --only do not replace an experiment's tables.

@@ -128,6 +128,11 @@ class UGATITMethod(Method):
         return problems
 
     @classmethod
+    def check_files(cls, options: UGATITOptions) -> None:
+        if options.init_from is not None:
+            load_network_states(options.init_from)   # readable, and a U-GAT-IT checkpoint; its sizes are checked at build
+
+    @classmethod
     def default_label(cls, options: UGATITOptions) -> str:
         return table1_label(options)
 
@@ -139,10 +144,15 @@ class UGATITMethod(Method):
     @classmethod
     def identity_options(cls, options: UGATITOptions, train: TrainConfig) -> dict[str, Any]:
         """image_size must equal train.image_size (which is in the identity); compile and channels_last
-        change how the same arithmetic runs, not what it computes."""
+        change how the same arithmetic runs, not what it computes. A checkpoint to start from enters by
+        its contents, not its path: another file under the same name is another run."""
+        from bench.files import cached_sha256_file
+
         plain = super().identity_options(options, train)
         for name in ("image_size", "compile", "channels_last"):
             plain.pop(name, None)
+        if options.init_from is not None and Path(options.init_from).is_file():
+            plain["init_from"] = "sha256:" + cached_sha256_file(Path(options.init_from))
         return plain
 
     @classmethod
@@ -172,8 +182,10 @@ class UGATITMethod(Method):
             try:
                 self.load_networks(load_network_states(options.init_from))
             except RuntimeError as error:
+                from bench.train import CheckpointError
+
                 first_line = str(error).strip().splitlines()[0]
-                raise ValueError(
+                raise CheckpointError(
                     f"init_from {options.init_from}: its networks do not fit these options ({first_line}). For an "
                     "official checkpoint, `python -m ugatit.compat inspect FILE` prints the options that fit."
                 ) from None
@@ -361,6 +373,8 @@ def load_network_states(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
         return official_to_project_states(raw)
     checkpoint = load_checkpoint(Path(path))
     if checkpoint["method"] != "ugatit":
-        raise ValueError(f"{path}: a checkpoint of {describe_checkpoint(checkpoint)}, not of U-GAT-IT (ugatit)")
+        from bench.train import CheckpointError
+
+        raise CheckpointError(f"{path}: a checkpoint of {describe_checkpoint(checkpoint)}, not of U-GAT-IT (ugatit)")
     return {name: checkpoint["method_state"][name] for name in NETWORK_NAMES}
 
