@@ -57,11 +57,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.cyclegan import ImagePool
-from bench.config import TrainConfig
-from bench.gan import adam, lsgan
-from bench.methods import Method, check_direction, register_method
-from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from bench.core.config import TrainConfig
+from bench.core.gan import adam, lsgan
+from bench.core.methods import Method, check_direction, register_method
+from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,7 @@ class AGGANMethod(Method):
     @classmethod
     def check_settings(cls, options: AGGANOptions, train: TrainConfig) -> list[str]:
         problems = []
-        if train.image_size % 4 or train.image_size < 16:
-            problems.append(f"image size {train.image_size} must be a multiple of 4 and at least 16")
+        problems += image_size_problems(train.image_size, 16)
         if min(options.width, options.dis_width, options.epochs) < 1 or options.n_blocks < 0 or options.pool_size < 0:
             problems.append("width, dis_width and epochs must be at least 1, n_blocks and pool_size at least 0")
         if not 0 <= options.switch_epoch <= options.epochs:
@@ -172,7 +172,7 @@ class AGGANMethod(Method):
 
     @classmethod
     def deviations(cls, options: AGGANOptions, train: TrainConfig) -> list[str]:
-        notes = ["AGGAN reimplemented in this harness (the paper ran the authors' code)"]
+        notes = [reimplementation_note("AGGAN")]
         if (options.width, options.n_blocks, options.dis_width) != (32, 9, 64):
             notes.append(f"reduced AGGAN: width {options.width}, {options.n_blocks} residual blocks, discriminator width "
                          f"{options.dis_width} (reference: 32, 9, 64)")
@@ -298,7 +298,7 @@ class AGGANMethod(Method):
         """One row per image and direction: input | attention | translation | cycle."""
         from torchvision.utils import make_grid
 
-        from bench.visual import overlay, to_unit
+        from bench.core.visual import overlay, to_unit
 
         rows = []
         with torch.no_grad():

@@ -47,12 +47,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.cyclegan import ImagePool
 from baselines.vgg import RANDOM_WEIGHTS, VGG_WEIGHTS_ENV, VGGContent, resolve_vgg_weights
-from bench.config import TrainConfig
-from bench.gan import adam, lsgan
-from bench.methods import Method, check_direction, register_method
-from bench.schedule import lr_multiplier, set_learning_rate
+from bench.core.config import TrainConfig
+from bench.core.gan import adam, lsgan
+from bench.core.methods import Method, check_direction, register_method
+from bench.core.schedule import lr_multiplier, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,7 @@ class CartoonGANMethod(Method):
     @classmethod
     def check_settings(cls, options: CartoonGANOptions, train: TrainConfig) -> list[str]:
         problems = []
-        if train.image_size % 4 or train.image_size < 16:
-            problems.append(f"image size {train.image_size} must be a multiple of 4 and at least 16")
+        problems += image_size_problems(train.image_size, 16)
         if min(options.width, options.dis_width, options.epochs) < 1 or options.n_blocks < 0 or options.init_epochs < 0:
             problems.append("width, dis_width and epochs must be at least 1, n_blocks and init_epochs at least 0")
         return problems
@@ -160,7 +160,7 @@ class CartoonGANMethod(Method):
 
     @classmethod
     def deviations(cls, options: CartoonGANOptions, train: TrainConfig) -> list[str]:
-        notes = ["CartoonGAN reimplemented in this harness (the paper ran the authors' code)"]
+        notes = [reimplementation_note("CartoonGAN")]
         identity = vgg_identity(options)
         if identity.startswith("random"):
             notes.append("CartoonGAN content loss from a RANDOM stand-in VGG19: not CartoonGAN's content loss")
@@ -200,7 +200,7 @@ class CartoonGANMethod(Method):
     def prepare_training(self, dataset_dir, settings) -> None:
         """The edge-smoothed cartoons (made once per dataset, cached beside it) as a seeded stream."""
         from baselines.edge_smoothing import smoothed_folder
-        from bench.data import DomainStream
+        from bench.data.pipeline import DomainStream
 
         self.edge_smoothed = DomainStream(smoothed_folder(dataset_dir / "trainB"), "B_smoothed", settings)
 

@@ -48,10 +48,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.config import TrainConfig
-from bench.gan import adam, initialise_normal, lsgan
-from bench.methods import Method, check_direction, register_method
-from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from baselines.conventions import image_size_problems, reimplementation_note
+from bench.core.config import TrainConfig
+from bench.core.gan import adam, initialise_normal, lsgan
+from bench.core.methods import Method, check_direction, register_method
+from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,8 @@ class CycleGANMethod(Method):
     @classmethod
     def check_settings(cls, options: CycleGANOptions, train: TrainConfig) -> list[str]:
         problems = []
-        if train.image_size % 4 or train.image_size < 32:
-            problems.append(f"image size {train.image_size} must be a multiple of 4 and at least 32 (two stride-2 "
-                            "down-samplings, and the PatchGAN's three stride-2 and two 4x4 stride-1 layers)")
+        problems += image_size_problems(train.image_size, 32, "two stride-2 down-samplings, and the PatchGAN's three "
+                                                              "stride-2 and two 4x4 stride-1 layers")
         if options.width < 1 or options.n_blocks < 0 or options.pool_size < 0 or options.epochs < 1:
             problems.append("width and epochs must be at least 1, n_blocks and pool_size at least 0")
         return problems
@@ -174,7 +174,7 @@ class CycleGANMethod(Method):
 
     @classmethod
     def deviations(cls, options: CycleGANOptions, train: TrainConfig) -> list[str]:
-        notes = ["CycleGAN reimplemented in this harness (the paper ran the authors' code)"]
+        notes = [reimplementation_note("CycleGAN")]
         if options.width != 64 or options.n_blocks != 9:
             notes.append(f"reduced CycleGAN: width {options.width}, {options.n_blocks} residual blocks (reference: 64, 9)")
         return notes
@@ -196,7 +196,7 @@ class CycleGANMethod(Method):
         self.d_optim = adam(self.d_parameters, lr=self.base_lr)
         self.schedule = resolve_schedule(train, self.reference_schedule)
         self.pool_a, self.pool_b = ImagePool(options.pool_size), ImagePool(options.pool_size)
-        self.untrained_directions: set[str] = set()   # a released generator loaded for one direction only (bench.pretrained)
+        self.untrained_directions: set[str] = set()   # a released generator loaded for one direction only (bench.cli.released)
 
     def set_step(self, step: int) -> None:
         lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
@@ -247,7 +247,7 @@ class CycleGANMethod(Method):
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         check_direction(direction)
         if direction in self.untrained_directions:
-            raise ValueError(f"no generator was loaded for {direction}: give its file to bench.pretrained.load_released")
+            raise ValueError(f"no generator was loaded for {direction}: give its file to bench.core.released.load_released")
         generator = self.gen_a2b if direction == "a2b" else self.gen_b2a
         was_training = generator.training
         generator.eval()   # no dropout or running statistics here: eval and train modes give the same output

@@ -48,7 +48,7 @@ Optimisation: Adam 1e-4, betas (0.5, 0.999), weight decay 1e-4 everywhere; D^c a
 gradient norm clipped to 5. Batch 2 per domain: the first image is encoded, the second is the real
 image D_X2/D_Y2 see. Conv weights N(0, 0.02); conv biases, linear layers and LN at torch's defaults.
 Length: 1200 epochs of max(|A|, |B|) / 2 batches, at most 500,000 full updates (1.5M iterations).
-Test time: see bench/multimodal.py; an exemplar's attribute is its mu (the reference samples it).
+Test time: see bench/core/multimodal.py; an exemplar's attribute is its mu (the reference samples it).
 
 Differences from the reference, all stated:
   - The second update's gradients are taken at the same parameters as the first's (both before any
@@ -78,13 +78,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from baselines.blocks import MIN_SCALE_SIZE, MultiScaleDiscriminator, ResBlock, discriminator_scales
+from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.drit_networks import (CONTENT_DOWN_LAYERS, AttributeEncoder, ConcatGenerator, content_discriminator,
                                      content_down_layers, content_encoder)
-from bench.config import TrainConfig
-from bench.gan import adam
-from bench.methods import register_method
-from bench.multimodal import MultimodalMethod, settings_notes, settings_problems
-from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from bench.core.config import TrainConfig
+from bench.core.gan import adam
+from bench.core.methods import register_method
+from bench.core.multimodal import MultimodalMethod, settings_notes, settings_problems
+from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+
 
 @dataclass(frozen=True)
 class DRITOptions:
@@ -108,7 +110,7 @@ class DRITOptions:
     weight_decay: float = 1e-4
     epochs: int = 1200                # reference length, of max(|A|, |B|) / 2 batches ...
     max_full_updates: int = 500_000   # ... capped at this many full updates
-    test_style: Literal["random", "mean", "exemplar"] = "random"   # bench/multimodal.py
+    test_style: Literal["random", "mean", "exemplar"] = "random"   # bench/core/multimodal.py
     test_samples: int = 1
     test_seed: int = 0
 
@@ -129,8 +131,7 @@ class DRITMethod(MultimodalMethod):
     @classmethod
     def check_settings(cls, options: DRITOptions, train: TrainConfig) -> list[str]:
         problems = settings_problems(options)
-        if train.image_size % 4 or train.image_size < MIN_SCALE_SIZE:
-            problems.append(f"image size {train.image_size} must be a multiple of 4 and at least {MIN_SCALE_SIZE}")
+        problems += image_size_problems(train.image_size, MIN_SCALE_SIZE)
         if train.batch_size > 1 and train.batch_size % 2:
             problems.append(f"batch size {train.batch_size} must be 1 or even (half encoded, half the real images of "
                             "the prior-attribute discriminators)")
@@ -153,7 +154,7 @@ class DRITMethod(MultimodalMethod):
 
     @classmethod
     def deviations(cls, options: DRITOptions, train: TrainConfig) -> list[str]:
-        notes = ["DRIT reimplemented in this harness (the paper ran the authors' code)"]
+        notes = [reimplementation_note("DRIT")]
         if (options.width, options.n_res, options.attribute_dim) != (64, 3, 8):
             notes.append(f"reduced DRIT: width {options.width}, {options.n_res} residual blocks, attribute {options.attribute_dim} "
                          "(reference: 64, 3, 8)")

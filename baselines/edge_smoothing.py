@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.data import list_images, load_rgb
-from bench.files import owned_temporary_name, remove_stale_temporaries, replace_directory
+from safeio.files import owned_temporary_name, remove_stale_temporaries, replace_directory
+from safeio.images import list_images, load_rgb
 
 log = logging.getLogger("bench")
 

@@ -35,7 +35,7 @@ Losses per iteration (paper Sec. 3.2, eqs. 1-5; the summer2winter256 config's we
 Optimisation: Adam 1e-4, betas (0.5, 0.999), weight decay 1e-4 (coupled); x0.5 every 100k iterations;
 1M iterations, batch 1; generators (with the MLP) Kaiming-normal, discriminators N(0, 0.02), biases 0,
 LN gamma ~ U[0, 1).
-Test time: see bench/multimodal.py (one seeded random style per image by default; the reference's test
+Test time: see bench/core/multimodal.py (one seeded random style per image by default; the reference's test
 script draws 10 per image and stretches each output's range, which this harness does not).
 
 Differences from the reference, all stated:
@@ -61,13 +61,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.blocks import (MIN_SCALE_SIZE, MultiScaleDiscriminator, content_encoder, conv_block, discriminator_scales,
-                              upsampling_head)
-from bench.config import TrainConfig
+from baselines.blocks import (MIN_SCALE_SIZE, MultiScaleDiscriminator, content_encoder, conv_block,
+                              discriminator_scales, upsampling_head)
+from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.shared_trainer import SharedTrainer
-from bench.gan import lsgan
-from bench.methods import register_method
-from bench.multimodal import MultimodalMethod, settings_notes, settings_problems
+from bench.core.config import TrainConfig
+from bench.core.gan import lsgan
+from bench.core.methods import register_method
+from bench.core.multimodal import MultimodalMethod, settings_notes, settings_problems
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class MUNITOptions:
     weight_decay: float = 1e-4
     step_size: int = 100_000         # the learning rate is multiplied by gamma every step_size iterations
     gamma: float = 0.5
-    test_style: Literal["random", "mean", "exemplar"] = "random"   # bench/multimodal.py
+    test_style: Literal["random", "mean", "exemplar"] = "random"   # bench/core/multimodal.py
     test_samples: int = 1
     test_seed: int = 0
 
@@ -161,8 +162,7 @@ class MUNITMethod(SharedTrainer, MultimodalMethod):
     @classmethod
     def check_settings(cls, options: MUNITOptions, train: TrainConfig) -> list[str]:
         problems = settings_problems(options)
-        if train.image_size % 4 or train.image_size < MIN_SCALE_SIZE:
-            problems.append(f"image size {train.image_size} must be a multiple of 4 and at least {MIN_SCALE_SIZE}")
+        problems += image_size_problems(train.image_size, MIN_SCALE_SIZE)
         if min(options.width, options.style_dim, options.mlp_dim, options.n_scales, options.step_size) < 1 or options.n_res < 0:
             problems.append("width, style_dim, mlp_dim, n_scales and step_size must be at least 1, n_res at least 0")
         return problems
@@ -177,7 +177,7 @@ class MUNITMethod(SharedTrainer, MultimodalMethod):
 
     @classmethod
     def deviations(cls, options: MUNITOptions, train: TrainConfig) -> list[str]:
-        notes = ["MUNIT reimplemented in this harness (the paper ran the authors' code)"]
+        notes = [reimplementation_note("MUNIT")]
         if (options.width, options.n_res, options.style_dim, options.mlp_dim) != (64, 4, 8, 256):
             notes.append(f"reduced MUNIT: width {options.width}, {options.n_res} residual blocks, style {options.style_dim}, "
                          f"MLP {options.mlp_dim} (reference: 64, 4, 8, 256)")

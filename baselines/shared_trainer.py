@@ -9,8 +9,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from bench.gan import adam, initialise_kaiming, initialise_normal, lsgan
-from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from bench.core.gan import adam, initialise_kaiming, initialise_normal, lsgan
+from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
 
 
 class SharedTrainer:

@@ -51,12 +51,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.blocks import (MIN_SCALE_SIZE, MultiScaleDiscriminator, ResBlock, content_encoder,
-                             discriminator_scales, upsampling_head)
-from bench.config import TrainConfig
+from baselines.blocks import (MIN_SCALE_SIZE, MultiScaleDiscriminator, ResBlock, content_encoder, discriminator_scales,
+                              upsampling_head)
+from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.shared_trainer import SharedTrainer
-from bench.gan import lsgan
-from bench.methods import Method, check_direction, register_method
+from bench.core.config import TrainConfig
+from bench.core.gan import lsgan
+from bench.core.methods import Method, check_direction, register_method
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,7 @@ class UNITMethod(SharedTrainer, Method):
     @classmethod
     def check_settings(cls, options: UNITOptions, train: TrainConfig) -> list[str]:
         problems = []
-        if train.image_size % 4 or train.image_size < MIN_SCALE_SIZE:
-            problems.append(f"image size {train.image_size} must be a multiple of 4 and at least {MIN_SCALE_SIZE}")
+        problems += image_size_problems(train.image_size, MIN_SCALE_SIZE)
         if options.width < 1 or options.n_res < 0 or options.n_scales < 1 or options.step_size < 1:
             problems.append("width, n_scales and step_size must be at least 1, n_res at least 0")
         return problems
@@ -106,7 +106,7 @@ class UNITMethod(SharedTrainer, Method):
 
     @classmethod
     def deviations(cls, options: UNITOptions, train: TrainConfig) -> list[str]:
-        notes = ["UNIT reimplemented in this harness (the paper ran the authors' code)"]
+        notes = [reimplementation_note("UNIT")]
         if options.width != 64 or options.n_res != 4:
             notes.append(f"reduced UNIT: width {options.width}, {options.n_res} residual blocks (reference: 64, 4)")
         scales = discriminator_scales(train.image_size, options.n_scales)

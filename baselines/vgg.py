@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from bench.files import InputError, cached_sha256_file, download_weights, load_torch_file
+from safeio.files import InputError, WeightsFileError, cached_sha256_file, find_weights_file, load_torch_file
 
 VGG_WEIGHTS_ENV = "UGATIT_BENCH_VGG19"
 RANDOM_WEIGHTS = "random"
@@ -56,26 +56,14 @@ class VGGWeights:
 
 
 def resolve_vgg_weights(requested: str | None, allow_download: bool = True) -> VGGWeights:
-    requested = requested or os.environ.get(VGG_WEIGHTS_ENV) or None
-    if requested == RANDOM_WEIGHTS:
+    if (requested or os.environ.get(VGG_WEIGHTS_ENV)) == RANDOM_WEIGHTS:
         return VGGWeights(None, "random-seed0")
-    if requested is not None:
-        path = Path(requested).expanduser()
-        if not path.is_file():
-            raise VGGWeightsError(f"VGG19 weights file {path} not found (from the cartoongan option vgg_weights or "
-                                  f"${VGG_WEIGHTS_ENV}); download {TORCHVISION_URL} and give its path")
-        return VGGWeights(path, cached_sha256_file(path))
-    path = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
-    if not path.is_file():
-        if not allow_download:
-            raise VGGWeightsError(f"no VGG19 weights: give the path of {TORCHVISION_FILE} with the cartoongan option "
-                                  f"vgg_weights or ${VGG_WEIGHTS_ENV}")
-        try:
-            download_weights(TORCHVISION_URL, path, TORCHVISION_SHA256_PREFIX)
-        except OSError as error:
-            raise VGGWeightsError(f"could not download the VGG19 weights from {TORCHVISION_URL} ({error}); download it "
-                                  f"elsewhere and give its path with the cartoongan option vgg_weights or "
-                                  f"${VGG_WEIGHTS_ENV}") from None
+    try:
+        path = find_weights_file(requested, env=VGG_WEIGHTS_ENV, setting="the cartoongan option vgg_weights",
+                                 what="VGG19 weights", file_name=TORCHVISION_FILE, url=TORCHVISION_URL,
+                                 sha256_prefix=TORCHVISION_SHA256_PREFIX, allow_download=allow_download)
+    except WeightsFileError as error:
+        raise VGGWeightsError(str(error)) from None
     return VGGWeights(path, cached_sha256_file(path))
 
 

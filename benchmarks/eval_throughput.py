@@ -28,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.synthetic import SyntheticSpec, generate_image  # noqa: E402
+from bench.data.synthetic import SyntheticSpec, generate_image  # noqa: E402
 from eval.score import Scorer, ScoreSettings  # noqa: E402
 
 

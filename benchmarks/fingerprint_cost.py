@@ -1,4 +1,4 @@
-"""What a run's data fingerprint (bench/fingerprint.py) costs: the first hash of a dataset's bytes, and
+"""What a run's data fingerprint (bench/data/fingerprint.py) costs: the first hash of a dataset's bytes, and
 every later planning (`--dry-run`, `--status`, each start), which only lists and stats the files.
 
     python benchmarks/fingerprint_cost.py                       # a generated dataset the size of selfie2anime
@@ -23,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.datasets import SPLITS  # noqa: E402
+from bench.data.datasets import SPLITS  # noqa: E402
 
 
 def make_dataset(folder: Path, images: int, size: int) -> Path:
@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["UGATIT_BENCH_CACHE"] = str(Path(scratch) / "cache")   # a cold cache, removed afterwards
-        from bench.fingerprint import dataset_fingerprint
+        from bench.data.fingerprint import dataset_fingerprint
 
         dataset = args.dataset or make_dataset(Path(scratch) / "data", args.images, args.size)
         files = [path for split in SPLITS for path in (dataset / split).iterdir()]

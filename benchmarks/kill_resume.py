@@ -81,7 +81,7 @@ def iterations_at_risk(root: Path) -> int:
     """The most iterations, over runs, that were logged but are not in the run's checkpoint."""
     import torch
 
-    from bench.files import read_step_records
+    from safeio.files import read_step_records
 
     worst = 0
     for run in (root / "runs").glob("*/*"):

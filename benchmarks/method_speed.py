@@ -56,9 +56,9 @@ def cpu_name() -> str:
 def measure(name: str, size: int, iterations: int, device: str, options: dict) -> dict:
     import torch
 
-    from bench.config import TrainConfig
-    from bench.environment import resolve_device
-    from bench.methods import create_method
+    from bench.core.config import TrainConfig
+    from bench.core.methods import create_method
+    from safeio.environment import resolve_device
 
     torch_device = resolve_device(device)
     torch.manual_seed(0)
@@ -86,7 +86,7 @@ def measure(name: str, size: int, iterations: int, device: str, options: dict) -
     run(range(cycle, cycle + iterations))
     seconds = (time.perf_counter() - started) / iterations
     parameters = sum(p.numel() for p in method.networks.parameters())
-    from bench.estimate import options_key
+    from bench.harness.estimate import options_key
 
     identity_options = type(method).identity_options(method.options, method.train_config)
     device_name = torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else cpu_name()
@@ -135,7 +135,7 @@ def main() -> None:
         hours = r["seconds_per_iteration"] * 1e6 / 3600
         print(f"{r['method']:<10} {r['parameters']:>12,} {r['seconds_per_iteration']:>8.3f} {ratio:>11} {hours:>12,.0f}")
     if args.record:
-        from bench.estimate import SPEED_TABLE, record_measurements
+        from bench.harness.estimate import SPEED_TABLE, record_measurements
 
         record_measurements(results)
         print(f"recorded in {SPEED_TABLE}")

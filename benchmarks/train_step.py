@@ -42,8 +42,8 @@ UGATIT_MODELS_IN_TABLES = 12   # Table 1: 8 variants on selfie2anime; Table 3: U
 
 def worker(config: str, implementation: str, iterations: int, warmup: int, compile_networks: bool) -> dict:
     """One measurement, in a fresh process."""
-    from bench.config import TrainConfig
-    from bench.methods import create_method
+    from bench.core.config import TrainConfig
+    from bench.core.methods import create_method
     from ugatit.compat import official_to_project_states
     from ugatit.official_reference import official_networks, official_optimizers, official_train_step
 

@@ -16,13 +16,11 @@ import re
 import sys
 from pathlib import Path
 
-from bench.data import BadImageError, DataError
-from bench.files import CACHE_ENV, DiskFullError, atomic_write_json
-from eval.inception import WeightsError
-from eval.kid import KIDError
-from bench.environment import package_versions
 from eval.compare import DEFAULT_RESAMPLES, compare_all
 from eval.score import PROTOCOLS, Scorer, ScoreSettings, format_score
+from safeio.environment import package_versions
+from safeio.exits import EXIT_INTERRUPTED, EXIT_OK, report_error
+from safeio.files import CACHE_ENV, DiskFullError, InputError, atomic_write_json
 
 
 def _scoring_options(parser: argparse.ArgumentParser) -> None:
@@ -157,18 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             output = Path(args.json) if args.json else default_record_path(Path(args.fake), record["metric"])
             atomic_write_json(output, record)
             text = format_score(record)
-    except BadImageError as error:
-        print(f"error: {error.for_flag('--skip-bad-images')}", file=sys.stderr)
-        return 2
-    except (DataError, KIDError, WeightsError, ValueError, DiskFullError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (InputError, ValueError, DiskFullError) as error:   # one line, exit 2
+        return report_error(error, flag="--skip-bad-images")
     except KeyboardInterrupt:
         print("\ninterrupted: no record was written; features already extracted are cached", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     print(text)
     print(f"record: {output}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from eval.kid import KIDError, _block_sizes, _prepare, polynomial_kernel
+from eval.kid import KIDError, block_sizes, polynomial_kernel, prepare_features
 
 DEFAULT_RESAMPLES = 2000
 CHUNK = 256                     # resamples per gather
@@ -85,7 +85,7 @@ def _kid(kernel: _Kernel, real: torch.Tensor, fake: torch.Tensor, max_block_size
     n_real, n_fake = real.shape[1], fake.shape[1]
     n_blocks = 1 if max_block_size is None else math.ceil(max(n_real, n_fake) / max_block_size)
     estimates, r0, f0 = [], 0, 0
-    for r_size, f_size in zip(_block_sizes(n_real, n_blocks), _block_sizes(n_fake, n_blocks)):
+    for r_size, f_size in zip(block_sizes(n_real, n_blocks), block_sizes(n_fake, n_blocks)):
         r, f = real[:, r0:r0 + r_size], fake[:, f0:f0 + f_size]
         estimates.append(kernel.within(r) + kernel.within(f) - 2 * kernel.between(r, f))
         r0, f0 = r0 + r_size, f0 + f_size
@@ -111,12 +111,12 @@ def compare_pair(real, first, second, source=None, protocol: str = "paper", max_
         raise ValueError(f"unknown protocol {protocol!r}; allowed: paper, subsets, mean")
     if protocol == "mean" and source is None:
         raise ValueError("the mean protocol needs the source domain's features")
-    real, first = _prepare(real, first, device)
-    _, second = _prepare(real, second, real.device)
+    real, first = prepare_features(real, first, device)
+    _, second = prepare_features(real, second, real.device)
     if first.shape != second.shape:
         raise KIDError(f"the two translation sets differ in size ({first.shape[0]} and {second.shape[0]} images): "
                        "a paired comparison needs translations of the same source images")
-    references = [real] + ([_prepare(real, source, real.device)[1]] if protocol == "mean" else [])
+    references = [real] + ([prepare_features(real, source, real.device)[1]] if protocol == "mean" else [])
     kernel = _Kernel(references + [first, second])
     block = None if protocol == "subsets" else max_block_size
     n, dev = first.shape[0], real.device

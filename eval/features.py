@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench.data import check_images, list_images, load_rgb
-from bench.files import atomic_torch_save
 from eval.inception import EXTRACTOR_ID, InceptionFeatures
+from safeio.files import atomic_torch_save
+from safeio.images import check_images, list_images, load_rgb
 
 CACHE_FORMAT = "ugatit-bench-features/2"
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from eval.kid import KIDError, _prepare
+from eval.kid import KIDError, prepare_features
 
 
 def fid(features_1, features_2, device: torch.device | None = None) -> float:
-    x, y = _prepare(features_1, features_2, device)
+    x, y = prepare_features(features_1, features_2, device)
     n_1, n_2, d = x.shape[0], y.shape[0], x.shape[1]
     if min(n_1, n_2) < 2:
         raise KIDError(f"FID needs at least 2 samples per set, got {n_1} and {n_2}")

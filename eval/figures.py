@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.data import list_images, load_rgb  # noqa: E402
-from bench.files import atomic_write_bytes, read_step_records  # noqa: E402
+from safeio.files import atomic_write_bytes, read_step_records  # noqa: E402
+from safeio.images import list_images, load_rgb  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:

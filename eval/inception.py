@@ -15,7 +15,7 @@ cache folder) so that the whole evaluation path runs where no weights can be had
 runs. Only the official file (sha256 starting 6726825d) gives numbers comparable with the paper;
 every result records the weights' sha256 and says whether it is official.
 
-Every weights file is read by this project with `torch.load(weights_only=True)` (bench.files) and the
+Every weights file is read by this project with `torch.load(weights_only=True)` (safeio.files) and the
 state dict handed to the network: torch-fidelity's own loader, which unpickles with
 weights_only=False and so would run code planted in a crafted file, never sees a user's file.
 """
@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from bench.config import INCEPTION_WEIGHTS_ENV
-from bench.files import (InputError, UnreadableFileError, atomic_torch_save, cache_root, download_weights, load_torch_file,
-                         sha256_file)
+from safeio.files import (InputError, UnreadableFileError, WeightsFileError, atomic_torch_save, cache_root,
+                          find_weights_file, load_torch_file, sha256_file)
 
+INCEPTION_WEIGHTS_ENV = "UGATIT_BENCH_INCEPTION"   # the weights' path, where no explicit path is given
 OFFICIAL_SHA256_PREFIX = "6726825d"
 OFFICIAL_FILE_NAME = f"weights-inception-2015-12-05-{OFFICIAL_SHA256_PREFIX}.pth"
 RANDOM_WEIGHTS = "random"
@@ -144,11 +144,17 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def requested_weights(requested: str | None = None) -> str | None:
+    """The weights asked for: an explicit path (or `random`), else $UGATIT_BENCH_INCEPTION; None means
+    torch-fidelity's own file."""
+    return requested or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
+
+
 def resolve_weights(requested: str | None = None, allow_download: bool = True,
                     setting: str = "eval.inception_weights") -> InceptionWeights:
     """Find the weights file (see the module docstring) and hash it. `setting` names, in messages, where
     the user gives the path (an experiment key or a command-line flag)."""
-    requested = requested or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
+    requested = requested_weights(requested)
     if requested == RANDOM_WEIGHTS:
         path = cache_root() / "weights" / "inception-random-seed0.pth"
         if not path.is_file():
@@ -159,26 +165,14 @@ def resolve_weights(requested: str | None = None, allow_download: bool = True,
         except UnreadableFileError as error:
             raise WeightsError(f"{error}. It is the cached random stand-in: delete it to have it made again") from None
         return InceptionWeights(path, "random-" + state_dict_sha256(state))
-    if requested is not None:
-        path = Path(requested).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"Inception weights file {path} not found (from {setting} or ${INCEPTION_WEIGHTS_ENV}); "
-                               f"download {OFFICIAL_FILE_NAME} from torch-fidelity's releases and give its path with "
-                               f"{setting}")
-        return InceptionWeights(path, sha256_file(path))
-    path = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_FILE_NAME
-    if not path.is_file():
-        if not allow_download:
-            raise WeightsError(f"no Inception weights: give the path of {OFFICIAL_FILE_NAME} with {setting} or "
-                               f"${INCEPTION_WEIGHTS_ENV}, or allow torch-fidelity's download")
-        from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-        try:
-            download_weights(URL_INCEPTION_V3, path, OFFICIAL_SHA256_PREFIX)
-        except OSError as error:
-            raise WeightsError(f"could not download the Inception weights from {URL_INCEPTION_V3} ({error}); "
-                               f"download {OFFICIAL_FILE_NAME} elsewhere and give its path with {setting} or "
-                               f"${INCEPTION_WEIGHTS_ENV}") from None
+    try:
+        path = find_weights_file(requested, env=INCEPTION_WEIGHTS_ENV, setting=setting, what="Inception weights",
+                                 file_name=OFFICIAL_FILE_NAME, url=URL_INCEPTION_V3, sha256_prefix=OFFICIAL_SHA256_PREFIX,
+                                 allow_download=allow_download)
+    except WeightsFileError as error:
+        raise WeightsError(str(error)) from None
     return InceptionWeights(path, sha256_file(path))
 
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.files import InputError
-
+from safeio.files import InputError
 
 # Up to this many rows per set, kid_subsets computes every kernel value once and gathers the subsets'
 # entries; beyond it (large sample sets), each subset's kernels are computed afresh.
@@ -58,7 +57,8 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _prepare(real, fake, device) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_features(real, fake, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two feature matrices as float64 on `device`, refused (KIDError) when their widths differ or a row is not finite."""
     real, fake = _as_float64(real, "real", device), _as_float64(fake, "fake", device)
     if real.shape[1] != fake.shape[1]:
         raise KIDError(f"feature widths differ: real {real.shape[1]}, fake {fake.shape[1]}")
@@ -69,14 +69,15 @@ def polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 
 
-def _block_sizes(n: int, n_blocks: int) -> list[int]:
+def block_sizes(n: int, n_blocks: int) -> list[int]:
+    """How TF-GAN's block estimator splits n rows into n_blocks blocks: sizes differing by at most one."""
     base, extra = divmod(n, n_blocks)
     return [base] * (n_blocks - extra) + [base + 1] * extra
 
 
 def kid_paper(real, fake, max_block_size: int = 10, device: torch.device | None = None) -> KID:
     """TF-GAN's block estimator (see the module docstring); NaN std for a single block, as TF-GAN."""
-    real, fake = _prepare(real, fake, device)
+    real, fake = prepare_features(real, fake, device)
     n_real, n_fake = real.shape[0], fake.shape[0]
     if max_block_size < 2:
         raise KIDError(f"max_block_size must be at least 2, got {max_block_size}")
@@ -88,7 +89,7 @@ def kid_paper(real, fake, max_block_size: int = 10, device: torch.device | None 
         )
     estimates = []
     real_start = fake_start = 0
-    for real_size, fake_size in zip(_block_sizes(n_real, n_blocks), _block_sizes(n_fake, n_blocks)):
+    for real_size, fake_size in zip(block_sizes(n_real, n_blocks), block_sizes(n_fake, n_blocks)):
         r = real[real_start:real_start + real_size]
         g = fake[fake_start:fake_start + fake_size]
         real_start += real_size
@@ -106,7 +107,7 @@ def kid_paper(real, fake, max_block_size: int = 10, device: torch.device | None 
 def kid_subsets(real, fake, subsets: int = 100, subset_size: int = 1000, seed: int = 2020,
                 device: torch.device | None = None) -> KID:
     """torch-fidelity's subset estimator, same subsets for the same seed (see the module docstring)."""
-    real, fake = _prepare(real, fake, device)
+    real, fake = prepare_features(real, fake, device)
     n_real, n_fake = real.shape[0], fake.shape[0]
     if subset_size < 2 or subsets < 1:
         raise KIDError(f"subset_size must be at least 2 and subsets at least 1 (got {subset_size}, {subsets})")

@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-
-from bench.data import list_images
-from bench.environment import package_versions, resolve_device
 from eval.features import FeatureSet, folder_features
 from eval.fid import fid
-from eval.inception import InceptionFeatures, InceptionWeights, cache_root, resolve_weights
+from eval.inception import InceptionFeatures, InceptionWeights, resolve_weights
 from eval.kid import KID, KIDError, kid_mean, kid_paper, kid_subsets
+from safeio.environment import package_versions, resolve_device
+from safeio.files import cache_root
+from safeio.images import list_images
 
 PROTOCOLS = ("paper", "subsets", "mean")
 

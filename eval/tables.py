@@ -1,6 +1,6 @@
 """The paper's Tables 1 and 3, regenerated from score records, beside the paper's own numbers.
 
-Input: one *score row* per (model, task, seed) (see `score_row` in bench/report.py): KID x100 and
+Input: one *score row* per (model, task, seed) (see `score_row` in bench/harness/report.py): KID x100 and
 its std x100, the protocol, the weights, the iterations and the image size it was trained at, and
 notes on how the run departs from the paper. Output, in results/<experiment>/:
 
@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench.files import atomic_write_bytes
+from safeio.files import atomic_write_bytes
 
 PAPER_DIR = Path(__file__).resolve().parent.parent / "results" / "paper"
 TABLE_TITLES = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.synthetic import SyntheticSpec, write_dataset
+from bench.data.synthetic import SyntheticSpec, write_dataset
 
 # Two threads match CI's 2 cores and keep small convolutions from oversubscribing the machine.
 torch.set_num_threads(2)
@@ -112,18 +112,18 @@ class _FillingFile:
 
 @pytest.fixture
 def fill_disk(monkeypatch):
-    """fill_disk(capacity): from then on, every atomic write of bench.files fails with ENOSPC after
+    """fill_disk(capacity): from then on, every atomic write of safeio.files fails with ENOSPC after
     `capacity` bytes, as on a disk that fills up (fault injection at the file handle)."""
-    import bench.files
+    import safeio.files
 
-    real_open = bench.files._open_temporary
+    real_open = safeio.files._open_temporary
 
     def activate(capacity: int = 0) -> None:
         def open_filling(path):
             temporary, handle = real_open(path)
             return temporary, _FillingFile(handle, capacity)
 
-        monkeypatch.setattr(bench.files, "_open_temporary", open_filling)
+        monkeypatch.setattr(safeio.files, "_open_temporary", open_filling)
 
     return activate
 
@@ -149,7 +149,7 @@ def small_tmpfs(tmp_path):
 def planned_method(monkeypatch):
     """A method the benchmark knows of but does not implement (every method of the paper is implemented
     now): `futuregan`, labelled FutureGAN."""
-    from bench import methods
+    from bench.core import methods
 
     monkeypatch.setitem(methods.PLANNED_METHODS, "futuregan", "FutureGAN")
     return "futuregan"

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from baselines.aggan import composite
-from bench.config import TrainConfig
-from bench.methods import create_method, method_class
-from bench.data import SortedImageFolder
-from bench.translate import to_uint8_images, translate_with_method
-from bench.visual import overlay
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method, method_class
+from bench.core.translate import to_uint8_images, translate_with_method
+from bench.core.visual import overlay
+from bench.data.pipeline import SortedImageFolder
 
 CPU = torch.device("cpu")
 TINY = dict(width=4, n_blocks=1, dis_width=4, pool_size=2)

@@ -8,15 +8,15 @@ import io
 
 import pytest
 import torch
+from conftest import interrupt_at
 
 from baselines.cyclegan import ImagePool
 from baselines.unit import discriminator_scales
-from bench.config import ConfigError, TrainConfig
-from bench.data import StreamSettings, UnpairedTrainingSet
-from bench.methods import create_method, method_class
-from bench.train import train
-
-from conftest import interrupt_at
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method, method_class
+from bench.core.schema import ConfigError
+from bench.core.train import train
+from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
 
 CPU = torch.device("cpu")
 TINY = {"cyclegan": dict(width=4, n_blocks=2, pool_size=3), "unit": dict(width=4, n_res=1),

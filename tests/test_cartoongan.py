@@ -12,10 +12,10 @@ from PIL import Image
 from baselines import edge_smoothing
 from baselines.edge_smoothing import smooth_edges, smoothed_folder
 from baselines.vgg import VGGWeights, VGGWeightsError, resolve_vgg_weights
-from bench.config import TrainConfig
-from bench.data import StreamSettings
-from bench.gan import lsgan
-from bench.methods import create_method, method_class
+from bench.core.config import TrainConfig
+from bench.core.gan import lsgan
+from bench.core.methods import create_method, method_class
+from bench.data.pipeline import StreamSettings
 
 TINY = dict(width=4, n_blocks=1, dis_width=4, pool_size=2, vgg_weights="random")
 
@@ -164,7 +164,8 @@ def test_vgg_weights_are_identified_and_labelled(tmp_path, monkeypatch):
 
 def test_runs_one_way_in_an_experiment(tiny_dataset, write_yaml, tmp_path):
     from bench.cli import main
-    from bench.config import ConfigError, load_experiment
+    from bench.core.schema import ConfigError
+    from bench.harness.experiment_file import load_experiment
 
     text = f"""
         name: cartoon

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import methods as method_registry
-from bench.config import ConfigError, Experiment, load_experiment
-from bench.methods import Method
+from bench.core import methods as method_registry
+from bench.core.config import Experiment
+from bench.core.methods import Method
+from bench.core.schema import ConfigError
+from bench.harness.experiment_file import load_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 

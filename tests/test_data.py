@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data import (BadImageError, DataError, DomainStream, StreamSettings, SortedImageFolder, UnpairedTrainingSet,
-                        augment, default_load_size, list_images, load_rgb, resize_for_test, training_batches)
+from bench.data.pipeline import (DomainStream, SortedImageFolder, StreamSettings, UnpairedTrainingSet, augment,
+                                 default_load_size, resize_for_test, training_batches)
+from safeio.images import BadImageError, DataError, list_images, load_rgb
 
 
 def test_default_load_size_keeps_the_papers_ratio():

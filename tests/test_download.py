@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.datasets import ArchiveSource, DatasetInfo
-from bench.download import DownloadError, UnsafeArchiveError, fetch, install_dataset
+from bench.data.datasets import ArchiveSource, DatasetInfo
+from bench.data.download import DownloadError, UnsafeArchiveError, fetch, install_dataset
 
 
 def png_bytes(shade: int) -> bytes:

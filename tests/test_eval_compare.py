@@ -136,8 +136,8 @@ def test_command_line(tiny_dataset, tmp_path, monkeypatch, capsys):
 def test_tables_mark_the_best_and_the_models_not_significantly_worse(tmp_path):
     from types import SimpleNamespace
 
-    from bench.report import mark_significance
-    from bench.synthetic import SyntheticSpec, write_dataset
+    from bench.data.synthetic import SyntheticSpec, write_dataset
+    from bench.harness.report import mark_significance
     from eval.score import Scorer, ScoreSettings
 
     data = write_dataset(tmp_path / "data", SyntheticSpec(image_size=32, train_per_domain=1, test_per_domain=40))

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data import BadImageError, DataError
 from eval.__main__ import main
 from eval.features import folder_features
 from eval.inception import (InceptionFeatures, InceptionWeights, WeightsError, resolve_weights, sha256_file,
                             write_random_weights)
 from eval.kid import KIDError
 from eval.score import Scorer, ScoreSettings
+from safeio.images import BadImageError, DataError
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ import torch
 from PIL import Image
 
 from bench.cli import main
-from bench.config import ConfigError, load_experiment
-from bench.data import BadImageError, load_rgb
-from bench.datasets import DatasetInfo, ArchiveSource
-from bench.download import ArchiveTooLargeError, DownloadError, install_dataset, safe_extract
+from bench.core.schema import ConfigError
+from bench.data.datasets import ArchiveSource, DatasetInfo
+from bench.data.download import ArchiveTooLargeError, DownloadError, install_dataset, safe_extract
+from bench.harness.experiment_file import load_experiment
+from safeio.images import BadImageError, load_rgb
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = """
@@ -44,7 +45,8 @@ def test_an_alias_bomb_is_refused_within_a_memory_limit(write_yaml):
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
         sys.path.insert(0, {str(REPO)!r})
-        from bench.config import ConfigError, load_experiment
+        from bench.core.schema import ConfigError
+        from bench.harness.experiment_file import load_experiment
         try:
             load_experiment({str(path)!r})
         except ConfigError as error:
@@ -149,8 +151,8 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_sizes_are_counted_as_written_when_headers_lie(tmp_path, monkeypatch):
-    import bench.download
-    monkeypatch.setattr(bench.download, "_refuse_if_too_large", lambda *args: None)   # headers that claim little
+    import bench.data.download
+    monkeypatch.setattr(bench.data.download, "_refuse_if_too_large", lambda *args: None)   # headers that claim little
     archive = tmp_path / "bomb.zip"
     archive.write_bytes(zip_of({"d/trainA/huge.png": b"\0" * (8 << 20)}))
     with pytest.raises(ArchiveTooLargeError, match="unpacked more than 1 MiB"):
@@ -273,10 +275,10 @@ def test_run_bench_bad_yaml_and_missing_file(write_yaml, tmp_path, capsys):
 
 
 def test_a_foreign_checkpoint_says_which_method_and_options_it_holds(tiny_dataset, tmp_path, capsys):
-    from bench.config import TrainConfig
-    from bench.data import StreamSettings, UnpairedTrainingSet
-    from bench.methods import create_method
-    from bench.train import checkpoint_path, train
+    from bench.core.config import TrainConfig
+    from bench.core.methods import create_method
+    from bench.core.train import checkpoint_path, train
+    from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
     from ugatit.translate import main as translate_main
 
     config = TrainConfig(iterations=1, image_size=32, num_workers=0)

@@ -118,7 +118,7 @@ def test_a_run_on_other_images_is_trained_not_reused_and_the_first_results_stay(
 def test_an_edited_synthetic_dataset_is_generated_again_so_its_settings_name_its_images(tmp_path):
     from conftest import TINY_SPEC
 
-    from bench.synthetic import is_current, write_dataset
+    from bench.data.synthetic import is_current, write_dataset
 
     folder = write_dataset(tmp_path / "shapes", TINY_SPEC)
     images = sorted((folder / "trainA").iterdir())
@@ -175,9 +175,9 @@ def ugatit_checkpoint(tmp_path_factory) -> Path:
     """A real checkpoint of a tiny U-GAT-IT run (for init_from), made once."""
     import torch
 
-    from bench.methods import create_method
-    from bench.config import TrainConfig
-    from bench.train import CHECKPOINT_FORMAT
+    from bench.core.config import TrainConfig
+    from bench.core.methods import create_method
+    from bench.core.train import CHECKPOINT_FORMAT
 
     folder = tmp_path_factory.mktemp("checkpoint")
     method = create_method("ugatit", train=TrainConfig(image_size=16, iterations=1), light=True, width=2, n_res=1)
@@ -228,9 +228,9 @@ def test_a_known_failure_is_one_line_and_exit_2_and_the_other_runs_finish(case, 
     path = experiment_file(tmp_path, "known.yaml", tiny_dataset.parent, "runs", weights, workers, methods, datasets)
     if case == "another run's checkpoint":   # the dummy run's folder holds the identity run's checkpoint
         assert main([str(path), "--no-progress", "--only", "identity"]) == 0
-        from bench.config import load_experiment
-        from bench.plan import plan_experiment
-        from bench.train import checkpoint_path
+        from bench.core.train import checkpoint_path
+        from bench.harness.experiment_file import load_experiment
+        from bench.harness.plan import plan_experiment
 
         identity_run, dummy_run = (t.run_dir for t in plan_experiment(load_experiment(path)).trainings)
         checkpoint_path(dummy_run).parent.mkdir(parents=True)
@@ -322,7 +322,8 @@ def test_the_study_refuses_linked_files_at_build_and_serves_only_the_images_it_c
 
 
 def test_an_include_that_is_a_fifo_is_named_as_one(write_yaml, tmp_path):
-    from bench.config import ConfigError, load_experiment
+    from bench.core.schema import ConfigError
+    from bench.harness.experiment_file import load_experiment
 
     fifo = tmp_path / "base.yaml"
     os.mkfifo(fifo)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import ConfigError, load_experiment
-from bench.estimate import format_estimate, options_key, record_measurements, load_speed_table
-from bench.plan import plan_experiment
+from bench.core.schema import ConfigError
+from bench.harness.estimate import format_estimate, load_speed_table, options_key, record_measurements
+from bench.harness.experiment_file import load_experiment
+from bench.harness.plan import plan_experiment
 
 EXPERIMENT = """\
 name: costs

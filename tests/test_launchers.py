@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.locks import RunLock, RunLocked, lock_owner
+from bench.harness.locks import RunLock, RunLocked, lock_owner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,8 +103,9 @@ def trainings_started(folder: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from bench.synthetic import write_dataset
     from conftest import TINY_SPEC
+
+    from bench.data.synthetic import write_dataset
 
     root = tmp_path_factory.mktemp("launcher-data")
     write_dataset(root / "tiny", TINY_SPEC)
@@ -124,7 +125,7 @@ def serial(tmp_path_factory, data_root) -> Path:
 
 
 def _hold_lock_in_child(run_dir: Path) -> subprocess.Popen:
-    code = ("import sys, time; from bench.locks import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
+    code = ("import sys, time; from bench.harness.locks import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
             "print('held', flush=True); time.sleep(120)")
     child = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert child.stdout.readline().strip() == "held"
@@ -166,10 +167,10 @@ def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu(monkeypatch):
 
     import torch
 
-    from bench.config import LauncherConfig
-    from bench.local_workers import _start_worker, resolve_jobs, threads_per_worker
+    from bench.core.config import LauncherConfig
+    from bench.harness.local_workers import _start_worker, resolve_jobs, threads_per_worker
 
-    monkeypatch.setattr("bench.local_workers.cpu_count", lambda: 16)
+    monkeypatch.setattr("bench.harness.local_workers.cpu_count", lambda: 16)
     assert resolve_jobs(LauncherConfig(jobs="auto"), "cpu") == 16
     assert threads_per_worker(LauncherConfig(), 4) == 4 and threads_per_worker(LauncherConfig(threads=3), 4) == 3
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
@@ -178,7 +179,7 @@ def test_each_worker_gets_its_share_of_the_cores_and_its_own_gpu(monkeypatch):
     slots.put(4)
     threads, root = torch.get_num_threads(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    monkeypatch.setattr("bench.local_workers.end_with_parent", lambda parent: None)   # no watcher in pytest itself
+    monkeypatch.setattr("bench.harness.local_workers.end_with_parent", lambda parent: None)   # no watcher in pytest itself
     try:
         _start_worker(os.getppid(), slots, 1, ["0", "1", "2"])
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1" and torch.get_num_threads() == 1   # slot 4 of 3 GPUs
@@ -244,8 +245,8 @@ def children(pid: int) -> list[int]:
 
 
 def process_alive(pid: int) -> bool:
-    """bench.files.process_is_alive, but a zombie (exited, not yet reaped by its new parent) counts as gone."""
-    from bench.files import process_is_alive
+    """safeio.files.process_is_alive, but a zombie (exited, not yet reaped by its new parent) counts as gone."""
+    from safeio.files import process_is_alive
 
     try:
         return process_is_alive(pid) and Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
@@ -270,8 +271,8 @@ def test_two_invocations_at_once_train_every_run_once_and_write_complete_tables(
 
 
 def test_status_shows_each_state_of_a_half_finished_experiment(serial, data_root, tmp_path):
-    from bench.config import load_experiment
-    from bench.plan import plan_experiment
+    from bench.harness.experiment_file import load_experiment
+    from bench.harness.plan import plan_experiment
 
     experiment_path = write_grid(tmp_path, data_root)
     shutil.copytree(serial / "runs", tmp_path / "runs")

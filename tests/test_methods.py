@@ -7,8 +7,9 @@ import io
 import pytest
 import torch
 
-from bench.config import ConfigError, TrainConfig
-from bench.methods import Method, create_method, method_class, register_method, registered_methods
+from bench.core.config import TrainConfig
+from bench.core.methods import Method, create_method, method_class, register_method, registered_methods
+from bench.core.schema import ConfigError
 
 
 def test_registry_lists_simple_methods():
@@ -97,8 +98,8 @@ def test_learning_rate_schedule_follows_train_settings():
 
 
 def test_iterations_default_to_the_methods_reference_length():
-    from bench.config import ConfigError
-    from bench.methods import method_class, resolve_training
+    from bench.core.methods import method_class, resolve_training
+    from bench.core.schema import ConfigError
 
     assert create_method("dummy").train_config.iterations == 1000
     assert create_method("dummy", train=TrainConfig(iterations=7)).train_config.iterations == 7

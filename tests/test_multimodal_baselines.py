@@ -17,12 +17,14 @@ from PIL import Image
 from baselines.drit_networks import content_down_layers
 from baselines.munit import AdaINDecoder, split_adain_parameters
 from bench.cli import main
-from bench.config import ConfigError, TrainConfig
-from bench.data import SortedImageFolder, StreamSettings, UnpairedTrainingSet
-from bench.methods import create_method, method_class
-from bench.multimodal import evaluation_key, exemplar_index, prior_code
-from bench.train import train
-from bench.translate import main as translate_main, to_uint8_images, translate_with_method
+from bench.cli.translate import main as translate_main
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method, method_class
+from bench.core.multimodal import evaluation_key, exemplar_index, prior_code
+from bench.core.schema import ConfigError
+from bench.core.train import train
+from bench.core.translate import to_uint8_images, translate_with_method
+from bench.data.pipeline import SortedImageFolder, StreamSettings, UnpairedTrainingSet
 
 CPU = torch.device("cpu")
 TINY = {"munit": dict(width=4, n_res=1, mlp_dim=8), "drit": dict(width=4, n_res=1)}

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from bench.cli import main
-from bench.config import load_experiment
-from bench.plan import plan_experiment
+from bench.harness.experiment_file import load_experiment
+from bench.harness.plan import plan_experiment
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -75,7 +75,7 @@ def test_a_run_finished_in_another_output_folder_is_reused(tiny_dataset, write_y
     assert f"(trained in {tmp_path / 'runs-a'}" in capsys.readouterr().out
     assert main([str(second), "--no-progress"]) == 0
     output = capsys.readouterr().out
-    # Adopted into this experiment's own folder (bench/reuse.py), translated and scored there.
+    # Adopted into this experiment's own folder (bench/harness/reuse.py), translated and scored there.
     assert "train 0->" not in output and "reuse 4 steps" in output
     assert len(list((tmp_path / "runs-b").glob("tiny/*/translations/a2b/*.png"))) == 2 * 6
     assert main([str(second), "--no-progress", "--no-reuse", "--set", "output_dir=" + str(tmp_path / "runs-c")]) == 0
@@ -178,7 +178,7 @@ def test_eval_messages_name_flags_and_records_stay_out_of_datasets(tiny_dataset,
 
 
 def test_ctrl_c_ends_in_one_line_saying_what_was_kept(tiny_dataset, write_yaml, tmp_path, monkeypatch, capsys):
-    from bench.simple_methods import DummyColourMethod
+    from bench.core.reference_methods import DummyColourMethod
 
     def interrupted(self, real_a, real_b):
         raise KeyboardInterrupt
@@ -193,8 +193,8 @@ def test_ctrl_c_ends_in_one_line_saying_what_was_kept(tiny_dataset, write_yaml, 
 
 
 def test_a_failed_download_leaves_no_empty_downloads_folder(tmp_path):
-    from bench.datasets import ArchiveSource, DatasetInfo
-    from bench.download import DownloadError, install_dataset
+    from bench.data.datasets import ArchiveSource, DatasetInfo
+    from bench.data.download import DownloadError, install_dataset
     info = DatasetInfo(name="d", domain_a="a", domain_b="b", sources=(ArchiveSource("http://127.0.0.1:9/nothing.zip"),))
     with pytest.raises(DownloadError):
         install_dataset(info, tmp_path, progress=False, log=lambda _: None)
@@ -205,7 +205,7 @@ def test_a_failed_download_leaves_no_empty_downloads_folder(tmp_path):
 
 
 def test_bench_translate_reads_the_method_from_the_checkpoint(tiny_dataset, write_yaml, tmp_path, capsys):
-    from bench.translate import main as translate_main
+    from bench.cli.translate import main as translate_main
     path = experiment(write_yaml, tmp_path, methods="[{name: cyclegan, options: {width: 2, n_blocks: 1}}]",
                       train="iterations: 2", image_size=32)
     assert main([str(path), "--no-progress"]) == 0

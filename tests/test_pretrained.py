@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.files import UnreadableFileError
-from bench.pretrained import ReleasedFileError, inspect_file, load_released, main as pretrained_main
+from bench.cli.released import main as pretrained_main
+from bench.core.released import ReleasedFileError, inspect_file, load_released
+from safeio.files import UnreadableFileError
 
 
 class AuthorsResnetBlock(nn.Module):
@@ -133,7 +134,7 @@ def test_a_file_that_is_not_what_it_claims_is_refused(tmp_path, capsys):
     with pytest.raises(UnreadableFileError, match="evil.pth: refused"):
         load_released("cyclegan", a2b=tmp_path / "evil.pth")
     assert "this must never run" not in capsys.readouterr().out
-    with pytest.raises(ReleasedFileError, match="cannot be loaded yet; supported: cyclegan, ugatit, unit, munit"):
+    with pytest.raises(ReleasedFileError, match="cannot be loaded yet; supported: cyclegan, munit, ugatit, unit"):
         load_released("drit", gen=tmp_path / "G.pth")
 
 
@@ -175,7 +176,7 @@ def test_an_experiment_entry_scores_released_weights_without_training(tmp_path, 
     assert bench_main([str(experiment), "--no-progress"]) == 0
     [run] = list((tmp_path / "runs" / "tiny").glob("cyclegan-released-*"))      # one run: released weights have no seeds
     assert not (run / "checkpoints").exists() and not (run / "stats.jsonl").exists()
-    from bench.data import SortedImageFolder
+    from bench.data.pipeline import SortedImageFolder
 
     translated = SortedImageFolder(run / "translations" / "a2b", 32, "fail")[0][0]
     source = SortedImageFolder(tiny_dataset / "testA", 32, "fail")[0][0]
@@ -196,7 +197,8 @@ def test_an_experiment_entry_scores_released_weights_without_training(tmp_path, 
 
 
 def test_a_pretrained_entry_is_checked_when_the_experiment_loads(tmp_path, write_yaml):
-    from bench.config import ConfigError, load_experiment
+    from bench.core.schema import ConfigError
+    from bench.harness.experiment_file import load_experiment
 
     for entry, message in [("{name: aggan, pretrained: {gen: x.pt}}", "released files of 'aggan' cannot be loaded"),
                            ("{name: cyclegan, pretrained: {checkpoint: x.pt}}", "checkpoint not allowed for cyclegan; allowed: a2b, b2a"),

@@ -1,6 +1,6 @@
 """UNIT's and MUNIT's gen_XXXXXXXX.pt files: the authors' key layout built here from the facts of their
 networks (module names and order as their code lays them out, not their code), loaded through
-bench.pretrained, and checked against this independent statement of their networks at 256 px."""
+bench.cli.released, and checked against this independent statement of their networks at 256 px."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.pretrained import ReleasedFileError, inspect_file, load_released, main as pretrained_main
+from bench.cli.released import main as pretrained_main
+from bench.core.released import ReleasedFileError, inspect_file, load_released
 
 EPS = 1e-5
 
@@ -286,9 +287,10 @@ def test_inspect_names_unit_and_munit_architectures(tmp_path, capsys):
 def test_an_experiment_entry_scores_a_released_munit_with_its_test_options(tmp_path, write_yaml, tiny_dataset):
     import json
 
-    from bench.cli import main as bench_main
-    from bench.data import SortedImageFolder
     from test_pretrained import released_experiment
+
+    from bench.cli import main as bench_main
+    from bench.data.pipeline import SortedImageFolder
 
     gen_a, gen_b = randomised(AuthorsAdaINGen(8, 1, 4, 16), 6), randomised(AuthorsAdaINGen(8, 1, 4, 16), 7)
     save_gen_file(tmp_path / "gen_00200000.pt", gen_a, gen_b)
@@ -307,7 +309,8 @@ def test_an_experiment_entry_scores_a_released_munit_with_its_test_options(tmp_p
 
 
 def test_a_released_unit_or_munit_entry_is_checked_when_the_experiment_loads(write_yaml):
-    from bench.config import ConfigError, load_experiment
+    from bench.core.schema import ConfigError
+    from bench.harness.experiment_file import load_experiment
 
     for entry, message in [("{name: munit, pretrained: {gen: x.pt}, options: {width: 32}}",
                             "width: a released model's networks come from its files"),
@@ -320,8 +323,8 @@ def test_a_released_unit_or_munit_entry_is_checked_when_the_experiment_loads(wri
 
 
 def test_the_padding_of_a_released_model_is_part_of_its_run(tmp_path, write_yaml):
-    from bench.config import load_experiment
-    from bench.plan import plan_experiment
+    from bench.harness.experiment_file import load_experiment
+    from bench.harness.plan import plan_experiment
 
     save_gen_file(tmp_path / "gen.pt", AuthorsVAEGen(4, 1), AuthorsVAEGen(4, 1))
     folders = []

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import methods as method_registry
 from bench.cli import main
-from bench.config import load_experiment
-from bench.methods import Method
-from bench.plan import plan_experiment
+from bench.core import methods as method_registry
+from bench.core.methods import Method
+from bench.harness.experiment_file import load_experiment
+from bench.harness.plan import plan_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -139,7 +139,7 @@ def one_way_method():
 
 
 def test_an_entry_runs_only_on_its_datasets_and_directions(tiny_dataset, write_yaml, tmp_path, capsys, one_way_method):
-    from bench.config import ConfigError
+    from bench.core.schema import ConfigError
 
     # A one-way method on a dataset evaluated both ways is refused at load time, with the fix.
     path = experiment_yaml(write_yaml, tmp_path, methods="[{name: dummy}, {name: one_way_test_method}]")

@@ -15,16 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import interrupt_at
 
 from bench.cli import main
-from bench.config import TrainConfig
-from bench.data import StreamSettings, UnpairedTrainingSet
-from bench.files import DiskFullError, load_torch_file, UnreadableFileError, owned_temporary_name
-from bench.methods import create_method
-from bench.train import checkpoint_path, load_checkpoint, train
-from bench.translate import translate_images
-
-from conftest import interrupt_at
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method
+from bench.core.train import checkpoint_path, load_checkpoint, train
+from bench.core.translate import translate_images
+from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
+from safeio.files import DiskFullError, UnreadableFileError, load_torch_file, owned_temporary_name
 
 CPU = torch.device("cpu")
 CONFIG = TrainConfig(iterations=20, checkpoint_every=5, log_every=1, image_size=16, num_workers=0)
@@ -101,15 +100,15 @@ def test_no_entry_point_runs_a_planted_pickle(entry, planted_pickle, tiny_datase
     elif entry == "eval.inception_weights":
         code = main([str(experiment(weights=path)), "--no-progress"])
     elif entry == "random stand-in cache":
-        from eval.inception import cache_root
+        from safeio.files import cache_root
         monkeypatch.setenv("UGATIT_BENCH_CACHE", str(tmp_path / "planted-cache"))   # not the session's cache
         planted = cache_root() / "weights" / "inception-random-seed0.pth"
         planted.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, planted)
         code = main([str(experiment()), "--no-progress"])
     elif entry == "run checkpoint":
-        from bench.config import load_experiment
-        from bench.plan import plan_experiment
+        from bench.harness.experiment_file import load_experiment
+        from bench.harness.plan import plan_experiment
         run_dir = plan_experiment(load_experiment(experiment())).trainings[0].run_dir
         checkpoint_path(run_dir).parent.mkdir(parents=True)
         shutil.copy(path, checkpoint_path(run_dir))
@@ -227,8 +226,8 @@ def test_removed_translations_are_made_again_not_scored_short(two_seeds, tmp_pat
 
 def test_a_checkpoint_copied_into_another_runs_folder_is_refused(two_seeds, tmp_path, capsys):
     assert main([str(two_seeds), "--only", "s0", "--no-progress"]) == 0
-    from bench.config import load_experiment
-    from bench.plan import plan_experiment
+    from bench.harness.experiment_file import load_experiment
+    from bench.harness.plan import plan_experiment
     seed1 = plan_experiment(load_experiment(two_seeds)).trainings[1].run_dir
     checkpoint_path(seed1).parent.mkdir(parents=True)
     shutil.copy(checkpoint_path(run_folders(tmp_path)[0]), checkpoint_path(seed1))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.config import TrainConfig
-from bench.schedule import lr_multiplier, resolve_schedule
+from bench.core.config import TrainConfig
+from bench.core.schedule import lr_multiplier, resolve_schedule
 
 
 def test_linear_decay_matches_the_paper_at_one_million_iterations():

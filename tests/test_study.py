@@ -21,10 +21,10 @@ import pytest
 
 pytest.importorskip("flask", reason='the study extra is not installed (pip install -e ".[study]")')
 
-from eval.study.aggregate import preference_table, write_table2   # noqa: E402
-from eval.study.app import COOKIE, create_app, shown_slots   # noqa: E402
-from eval.study.build import TaskSource, build_study, tasks_from_experiment   # noqa: E402
-from eval.study.store import CATCH_TARGET, StudyStore   # noqa: E402
+from eval.study.aggregate import preference_table, write_table2  # noqa: E402
+from eval.study.app import COOKIE, create_app, shown_slots  # noqa: E402
+from eval.study.build import TaskSource, build_study, tasks_from_experiment  # noqa: E402
+from eval.study.store import CATCH_TARGET, StudyStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-for-tests"
@@ -378,8 +378,11 @@ def test_a_study_answered_in_chromium_by_clicking_and_by_keyboard(server, study,
         browser.find_element(By.NAME, "consent").click()
         browser.find_element(By.CSS_SELECTOR, '[data-action="start"]').click()
         for number in range(len(study.trials())):
-            root = WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "[data-trial]")))
-            trial = root.get_attribute("data-trial")
+            # The page may still be the previous one, navigating away under a loaded machine: read the
+            # trial again until one element gives it whole.
+            from selenium.common.exceptions import WebDriverException
+            root, trial = WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+                lambda b: (lambda element: (element, element.get_attribute("data-trial")))(b.find_element(By.CSS_SELECTOR, "[data-trial]")))
             if number % 2 == 0:
                 browser.find_element(By.CSS_SELECTOR, '[data-candidate="1"]').click()
                 made.append((trial, 1))

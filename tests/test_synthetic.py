@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import synthetic
-from bench.synthetic import SyntheticSpec, generate_image, is_current, write_dataset
+from bench.data import synthetic
+from bench.data.synthetic import SyntheticSpec, generate_image, is_current, write_dataset
 
 SPEC = SyntheticSpec(image_size=32, train_per_domain=6, test_per_domain=3, seed=0)
 

@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
-
-from bench.config import TrainConfig
-from bench.data import StreamSettings, UnpairedTrainingSet
-from bench.methods import create_method
-from bench.train import CHECKPOINT_FORMAT, TrainingDiverged, checkpoint_path, load_checkpoint, train
-
 from conftest import interrupt_at
+
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method
+from bench.core.train import CHECKPOINT_FORMAT, TrainingDiverged, checkpoint_path, load_checkpoint, train
+from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
 
 CPU = torch.device("cpu")
 CONFIG = TrainConfig(iterations=20, checkpoint_every=5, log_every=1, image_size=16, num_workers=0)

@@ -7,14 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.config import TrainConfig
-from bench.data import StreamSettings, UnpairedTrainingSet
-from bench.methods import create_method
-from bench.train import checkpoint_path, train
-from ugatit.compat import infer_architecture, load_official, main as compat_main
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method
+from bench.core.train import checkpoint_path, train
+from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
+from ugatit.compat import infer_architecture, load_official
+from ugatit.compat import main as compat_main
 from ugatit.networks import discriminator_downsamplings
 from ugatit.official_reference import official_networks
-from ugatit.translate import main as translate_main, translate_folder
+from ugatit.translate import main as translate_main
+from ugatit.translate import translate_folder
 
 
 def write_official_checkpoint(path, size: int, light: bool, width: int = 4, n_res: int = 2, seed: int = 0):
@@ -127,7 +129,8 @@ def test_translate_folder_on_odd_inputs_with_heatmaps(tmp_path, tiny_dataset, di
         with Image.open(output / name) as image:
             assert image.size == (16, 16) and image.mode == "RGB"
     # The file equals what the method itself gives for that input.
-    from bench.data import load_rgb, resize_for_test
+    from bench.data.pipeline import resize_for_test
+    from safeio.images import load_rgb
     expected = method.translate(resize_for_test(load_rgb(tmp_path / "in" / "large.jpg"), 16)[None], direction)
     written = torch.from_numpy(np.array(Image.open(output / "large.png"))).permute(2, 0, 1).float() / 127.5 - 1
     assert (written - expected[0]).abs().max() <= 1 / 127.5 + 1e-6

@@ -7,11 +7,12 @@ import typing
 import pytest
 import torch
 
-from bench.config import ConfigError, TrainConfig
-from bench.methods import create_method
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method
+from bench.core.schema import ConfigError
 from ugatit.method import TABLE1_NAMES, UGATITOptions, table1_label
 from ugatit.networks import PRESETS, Discriminator, Generator, discriminator_downsamplings
-from ugatit.normalization import NORMS, AdaLIN, LIN, group_count, layer_instance_coefficients
+from ugatit.normalization import LIN, NORMS, AdaLIN, group_count, layer_instance_coefficients
 from ugatit.official_reference import OfficialAdaLIN, official_networks
 
 

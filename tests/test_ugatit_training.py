@@ -7,17 +7,16 @@ import json
 
 import pytest
 import torch
+from conftest import interrupt_at
 
-from bench.config import TrainConfig
-from bench.data import StreamSettings, UnpairedTrainingSet
-from bench.methods import create_method
-from bench.files import DiskFullError
-from bench.train import checkpoint_path, load_checkpoint, train
+from bench.core.config import TrainConfig
+from bench.core.methods import create_method
+from bench.core.train import checkpoint_path, load_checkpoint, train
+from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
+from safeio.files import DiskFullError
 from ugatit.compat import discriminator_key, generator_key, official_to_project_states
 from ugatit.networks import discriminator_downsamplings
 from ugatit.official_reference import official_networks, official_optimizers, official_train_step
-
-from conftest import interrupt_at
 
 CPU = torch.device("cpu")
 TINY = dict(width=2, n_res=1, light=True)

@@ -25,11 +25,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from bench.files import load_torch_file
-from bench.train import describe_checkpoint
-from ugatit.networks import PRESETS, Discriminator, Generator
+from bench.core.train import describe_checkpoint
+from safeio.exits import EXIT_OK, report_error
+from safeio.files import load_torch_file
+from ugatit.networks import NETWORK_NAMES, PRESETS, Discriminator, Generator
 
-NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
 DEFAULT_IMAGE_SIZE = 256   # the paper's; a light generator's tensors do not tell the image size
 
 
@@ -155,7 +155,11 @@ class OfficialModels(nn.Module):
 
 def read_official(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     """The file's state dicts (read with weights_only=True); a clear ValueError when it is not an official checkpoint."""
-    checkpoint = load_torch_file(Path(path), "UGATIT-pytorch checkpoint")
+    return check_official(load_torch_file(Path(path), "UGATIT-pytorch checkpoint"), path)
+
+
+def check_official(checkpoint: Any, path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """`checkpoint` (a file's content) if it is an official checkpoint; a ValueError naming `path` and what it holds."""
     if not is_official_checkpoint(checkpoint):
         if isinstance(checkpoint, dict) and checkpoint.get("format", "").startswith("ugatit-bench-checkpoint"):
             found = f"a checkpoint of this harness ({describe_checkpoint(checkpoint)}), not the official code's"
@@ -186,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         architecture = infer_architecture(read_official(Path(args.checkpoint)), args.image_size)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report_error(error)
     for key, value in asdict(architecture).items():
         print(f"{key}: {value}")
     if not architecture.image_size_from_tensors:
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print("YAML to continue training from it:")
     print(f"  methods: [{{name: ugatit, options: {{{', '.join(f'{k}: {v}' for k, v in options.items())}}}}}]")
     print(f"  train: {{image_size: {architecture.image_size}}}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -32,15 +32,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.config import TrainConfig
-from bench.gan import adam, lsgan
-from bench.methods import Method, check_direction, register_method
-from bench.schedule import lr_multiplier, resolve_schedule, set_learning_rate
-from ugatit.networks import (PAPER_GLOBAL_DOWNSAMPLINGS, PAPER_LOCAL_DOWNSAMPLINGS, PRESETS, Discriminator,
-                             Generator, decayed_parameters, discriminator_downsamplings)
+from bench.core.config import TrainConfig
+from bench.core.gan import adam, lsgan
+from bench.core.methods import Method, check_direction, register_method
+from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from ugatit.networks import (NETWORK_NAMES, PAPER_GLOBAL_DOWNSAMPLINGS, PAPER_LOCAL_DOWNSAMPLINGS, PRESETS,
+                             Discriminator, Generator, decayed_parameters, discriminator_downsamplings)
 from ugatit.normalization import clamp_rho_
 
-NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")   # the official code's names
 TABLE1_NAMES = {"in": "IN", "ln": "LN", "adain": "AdaIN", "gn": "GN"}
 
 
@@ -146,7 +145,7 @@ class UGATITMethod(Method):
         """image_size must equal train.image_size (which is in the identity); compile and channels_last
         change how the same arithmetic runs, not what it computes. A checkpoint to start from enters by
         its contents, not its path: another file under the same name is another run."""
-        from bench.files import cached_sha256_file
+        from safeio.files import cached_sha256_file
 
         plain = super().identity_options(options, train)
         for name in ("image_size", "compile", "channels_last"):
@@ -182,7 +181,7 @@ class UGATITMethod(Method):
             try:
                 self.load_networks(load_network_states(options.init_from))
             except RuntimeError as error:
-                from bench.train import CheckpointError
+                from bench.core.train import CheckpointError
 
                 first_line = str(error).strip().splitlines()[0]
                 raise CheckpointError(
@@ -364,8 +363,8 @@ class UGATITMethod(Method):
 
 def load_network_states(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     """The six networks' state dicts from a checkpoint of this harness or of the official PyTorch code."""
-    from bench.files import load_torch_file
-    from bench.train import describe_checkpoint, load_checkpoint
+    from bench.core.train import describe_checkpoint, load_checkpoint
+    from safeio.files import load_torch_file
     from ugatit.compat import is_official_checkpoint, official_to_project_states
 
     raw = load_torch_file(Path(path), "U-GAT-IT checkpoint")
@@ -373,7 +372,7 @@ def load_network_states(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
         return official_to_project_states(raw)
     checkpoint = load_checkpoint(Path(path))
     if checkpoint["method"] != "ugatit":
-        from bench.train import CheckpointError
+        from bench.core.train import CheckpointError
 
         raise CheckpointError(f"{path}: a checkpoint of {describe_checkpoint(checkpoint)}, not of U-GAT-IT (ugatit)")
     return {name: checkpoint["method_state"][name] for name in NETWORK_NAMES}

@@ -31,8 +31,10 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from bench.gan import initialise_normal
+from bench.core.gan import initialise_normal
 from ugatit.normalization import ADAPTIVE_NORMS, residual_norm, upsampling_norm
+
+NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")   # the six networks, as the official code names them
 
 
 @dataclass(frozen=True)

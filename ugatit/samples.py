@@ -3,7 +3,7 @@
 A sample sheet has one row per fixed test image and direction, with six columns:
 input | generator attention (over the input) | translation | cycle reconstruction |
 local discriminator attention (over the translation) | global discriminator attention.
-Heatmaps are drawn by bench.visual; a heatmap a variant does not have (no G_CAM or no D_CAM) is a
+Heatmaps are drawn by bench.core.visual; a heatmap a variant does not have (no G_CAM or no D_CAM) is a
 grey tile.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torchvision.utils import make_grid
 
-from bench.visual import overlay, to_unit
+from bench.core.visual import overlay, to_unit
 
 
 def sample_sheet(method, real_a: torch.Tensor, real_b: torch.Tensor) -> torch.Tensor:

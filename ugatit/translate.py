@@ -15,17 +15,17 @@ from pathlib import Path
 
 import torch
 
-from bench.config import ConfigError, TrainConfig
-from bench.data import BadImageError, DataError
-from bench.environment import resolve_device
-from bench.files import load_torch_file
-from bench.schema import build
-from bench.train import describe_checkpoint, load_checkpoint
-from bench.translate import translate_images
+from bench.core.config import TrainConfig
+from bench.core.schema import build
+from bench.core.train import describe_checkpoint, load_checkpoint
+from bench.core.translate import translate_images
+from bench.core.visual import overlay
+from safeio.environment import resolve_device
+from safeio.exits import run_translation_command
+from safeio.files import load_torch_file
 from ugatit.compat import is_official_checkpoint, load_official
 from ugatit.method import UGATITOptions
 from ugatit.networks import PRESETS, Generator
-from bench.visual import overlay
 
 
 def load_generator(checkpoint: str | Path, direction: str, image_size: int | None = None,
@@ -82,22 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-bad-images", action="store_true", help="leave out unreadable files instead of stopping")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        output = translate_folder(args.checkpoint, args.input_dir, args.output_dir, args.direction, heatmaps=args.heatmaps,
-                                  batch_size=args.batch_size, image_size=args.image_size, device=args.device,
-                                  on_bad_image="skip" if args.skip_bad_images else "fail", progress=not args.no_progress)
-    except BadImageError as error:
-        print(f"error: {error.for_flag('--skip-bad-images')}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, RuntimeError, ConfigError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written to the output folder", file=sys.stderr)
-        return 130
-    print(f"translations written to {output}")
-    return 0
-
+    return run_translation_command(lambda: translate_folder(
+        args.checkpoint, args.input_dir, args.output_dir, args.direction, heatmaps=args.heatmaps, batch_size=args.batch_size,
+        image_size=args.image_size, device=args.device, on_bad_image="skip" if args.skip_bad_images else "fail",
+        progress=not args.no_progress))
 
 if __name__ == "__main__":
     sys.exit(main())

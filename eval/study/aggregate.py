@@ -20,9 +20,9 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
-from bench.environment import PROJECT_ROOT
-from bench.files import atomic_write_bytes
 from eval.study.store import CATCH_TARGET, StudyStore
+from safeio.environment import PROJECT_ROOT
+from safeio.files import atomic_write_bytes
 
 PAPER_TABLE2 = PROJECT_ROOT / "results" / "paper" / "table2_user_study.csv"
 BOOTSTRAP_RESAMPLES = 2000

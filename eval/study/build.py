@@ -18,12 +18,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import load_experiment
-from bench.data import DataError, list_images, load_rgb
-from bench.files import sha256_file
-from bench.datasets import dataset_info
-from bench.plan import RESULT_FILE, plan_experiment, read_json
+from bench.data.datasets import dataset_info
+from bench.harness.experiment_file import load_experiment
+from bench.harness.plan import RESULT_FILE, plan_experiment
 from eval.study.store import CATCH_SOURCE, CATCH_TARGET, StudyError, StudyStore, new_id
+from safeio.files import read_json, sha256_file
+from safeio.images import DataError, list_images, load_rgb
 
 FORMAT = "ugatit-bench-study/1"
 PAPER_METHODS = ("U-GAT-IT", "CycleGAN", "UNIT", "MUNIT", "DRIT")   # Table 2's five

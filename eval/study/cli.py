@@ -10,8 +10,9 @@ import secrets
 import sys
 from pathlib import Path
 
-from bench.config import ConfigError
 from eval.study.store import StudyError, StudyStore
+from safeio.exits import EXIT_INTERRUPTED, report_error
+from safeio.files import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,11 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
         print((out / "table2.md").read_text())
         return 0
-    except (StudyError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except InputError as error:   # StudyError, ConfigError, ...: one line
+        return report_error(error)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
