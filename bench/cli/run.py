@@ -83,7 +83,7 @@ def _list(kind: str) -> None:
     if kind == "methods":
         for name, origin in method_registry.registered_methods(with_origins=True).items():
             cls = method_registry.method_class(name)
-            print(f"{name:12s} {cls.__module__}.{cls.__qualname__:28s} {origin}")
+            print(f"{name:12s} {f'{cls.__module__}.{cls.__qualname__}':50s} {origin}")
         for name, label in method_registry.PLANNED_METHODS.items():
             print(f"{name:12s} ({label}: planned, not implemented yet)")
     else:
