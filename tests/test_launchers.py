@@ -380,3 +380,26 @@ def test_a_preempted_slurm_job_requeues_and_resumes_to_the_same_result(slurm_clu
     assert marker["resumed_from"] and 0 < marker["resumed_from"] < 300      # it resumed from a checkpoint
     bench(experiment, "--tables-only", *long_run, cwd=folder)
     assert scores(folder) == scores(reference)
+
+
+@pytest.mark.slow   # a real Slurm job array of one run; .ci/run runs it
+def test_a_method_an_experiment_imports_from_a_file_runs_in_a_slurm_job(slurm_cluster, data_root, tmp_path):
+    """The job process has never imported the experiment's .py file: submitit carries its code (cloudpickle by value)."""
+    example = REPO / "examples" / "my_method"
+    experiment = tmp_path / "mine.yaml"
+    experiment.write_text(f"""
+name: mine
+imports: [{example / 'my_translation_method' / 'method.py'}]
+datasets: [{{name: tiny, directions: [a2b]}}]
+methods: [{{name: tinycycle, label: TinyCycle, options: {{width: 4}}}}]
+output_dir: {tmp_path / 'runs'}
+results_dir: {tmp_path / 'results'}
+data: {{root: {data_root}}}
+train: {{iterations: 4, image_size: 32, num_workers: 0}}
+eval: {{inception_weights: random, max_block_size: 3}}
+tables: [table3]
+""")
+    completed = bench(str(experiment), "--launcher", "slurm", "--wait", "--no-reuse",
+                      "--set", f"launcher.slurm.partition={slurm_cluster}", *SLURM_SETTINGS, cwd=tmp_path)
+    assert "submitted 1 job(s)" in completed.stdout
+    assert "TinyCycle" in (tmp_path / "results" / "mine" / "table3.md").read_text()
