@@ -206,3 +206,35 @@ def test_a_pretrained_entry_is_checked_when_the_experiment_loads(tmp_path, write
         path = write_yaml("p.yaml", f"name: p\ndatasets: [{{name: shapes}}]\nmethods: [{entry}]\n")
         with pytest.raises(ConfigError, match=message):
             load_experiment(path)
+
+
+def test_the_translate_command_takes_a_released_file_reading_it_once(tmp_path, tiny_dataset, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    import baselines.cyclegan_released
+    import bench.cli.translate
+    from bench.cli.translate import main as translate_main
+    from bench.data.pipeline import resize_for_test
+    from safeio.images import load_rgb
+
+    generator = authors_generator(3, width=8, n_blocks=2)
+    torch.save(generator.state_dict(), tmp_path / "latest_net_G.pth")
+    reads = []
+    real_load = bench.cli.translate.load_torch_file
+    for module in (bench.cli.translate, baselines.cyclegan_released):   # every reader of the file on this path
+        monkeypatch.setattr(module, "load_torch_file", lambda path, what="": reads.append(path) or real_load(path, what))
+    assert translate_main([str(tmp_path / "latest_net_G.pth"), str(tiny_dataset / "testB"), str(tmp_path / "out"),
+                           "--direction", "b2a", "--no-progress"]) == 0
+    assert len(reads) == 1   # one read of the file, whatever its format
+    first = sorted((tiny_dataset / "testB").iterdir())[0]
+    image = resize_for_test(load_rgb(first), 256)   # the authors' generators run at 256 px; the test set is resized
+    with torch.no_grad():
+        expected = ((generator(image[None]).clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
+    written = np.asarray(Image.open(tmp_path / "out" / f"{first.stem}.png"), dtype=np.float32)
+    assert np.abs(written - expected).max() <= 1   # the authors' network, rounded to 8 bits
+    torch.save({"model.0.weight": torch.zeros(8, 3, 4, 4)}, tmp_path / "latest_net_D_A.pth")
+    capsys.readouterr()
+    assert translate_main([str(tmp_path / "latest_net_D_A.pth"), str(tiny_dataset / "testB"), str(tmp_path / "out2"),
+                           "--no-progress"]) == 2
+    assert "PatchGAN discriminator" in capsys.readouterr().err and not (tmp_path / "out2").exists()

@@ -47,10 +47,10 @@ def method_from_file(path: Path, device: torch.device, direction: str = "a2b") -
     content = load_torch_file(path, "model file")
     if is_harness_checkpoint(content):
         return method_from_checkpoint(content, path, device)
-    name = inspect_content(content, path)["method"]   # which authors' code, or a ReleasedFileError naming the file
-    loader = released_loader(name)
-    if loader is None:   # a discriminator file, say: nothing that translates
-        raise ReleasedFileError(f"{path}: {inspect_content(content, path)['format']}: not a model that translates")
+    report = inspect_content(content, path)   # which authors' code, or a ReleasedFileError naming the file
+    loader = released_loader(report["method"])
+    if loader is None or "discriminator" in report["format"]:   # nothing that translates
+        raise ReleasedFileError(f"{path}: {report['format']}: not a model that translates; give the generator's file")
     key = direction if direction in loader.files else loader.files[0]
     method = loader.load(device=device, content=content, **{key: str(path)})
     return method, method.train_config.image_size, None
