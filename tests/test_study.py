@@ -365,6 +365,22 @@ def _browser():
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
 
 
+def _gone(element) -> bool:
+    """Whether the page that held `element` has been left. Chromium reports a node of a page being replaced
+    either as stale or, while the new document loads, as a node that "does not belong to the document"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
+
+
 def test_a_study_answered_in_chromium_by_clicking_and_by_keyboard(server, study, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -389,7 +405,7 @@ def test_a_study_answered_in_chromium_by_clicking_and_by_keyboard(server, study,
             else:
                 browser.find_element(By.TAG_NAME, "body").send_keys("1")   # the key of the first candidate
                 made.append((trial, 0))
-            WebDriverWait(browser, 30).until(expected_conditions.staleness_of(root))
+            WebDriverWait(browser, 30).until(lambda b: _gone(root))
         WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '[data-action="done"]')))
         token = browser.get_cookie(COOKIE)["value"]
     finally:
