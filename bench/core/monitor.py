@@ -15,9 +15,21 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def _without_tensorflow() -> None:
+    """Make TensorBoard use its own TensorFlow stub even where TensorFlow is installed: by default it imports
+    TensorFlow when it can, which loads a second deep-learning runtime into the training process (seconds
+    and hundreds of MB, and TensorFlow's and PyTorch's native libraries can crash each other in one
+    process). An importable `tensorboard.compat.notf` is TensorBoard's own switch to the stub."""
+    import sys
+    import types
+
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+
 class TensorBoardLog:
     def __init__(self, run_dir: Path, resumed_from: int | None):
         try:
+            _without_tensorflow()
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:   # the optional extra is not installed
             self.writer = None
