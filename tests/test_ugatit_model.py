@@ -10,10 +10,10 @@ import torch
 from bench.core.config import TrainConfig
 from bench.core.methods import create_method
 from bench.core.schema import ConfigError
-from ugatit.method import TABLE1_NAMES, UGATITOptions, table1_label
 from ugatit.networks import PRESETS, Discriminator, Generator, discriminator_downsamplings
 from ugatit.normalization import LIN, NORMS, AdaLIN, group_count, layer_instance_coefficients
 from ugatit.official_reference import OfficialAdaLIN, official_networks
+from ugatit.options import TABLE1_NAMES, UGATITOptions, table1_label
 
 
 @pytest.mark.parametrize("size", [64, 128, 256])

@@ -3,8 +3,8 @@
 Options (the YAML's `options:` of `name: ugatit`) select the paper's model or a Table 1 ablation:
 `norm` replaces the decoder's normalisation (see ugatit/normalization.py), `g_cam: false` removes
 the generator's auxiliary classifier, attention and CAM loss, `d_cam: false` the discriminators'
-(both: "w/o CAM"), and `preset` chooses the paper's or the official PyTorch code's details
-(ugatit/networks.py, PRESETS).
+(both: "w/o CAM"), and `preset` chooses the paper's, the official PyTorch code's or the official
+TensorFlow code's details (ugatit/networks.py, PRESETS).
 
 One training iteration (official code, UGATIT.py, and the same mathematics here):
   1. translate each real batch once; the same translations serve the discriminator update
@@ -24,9 +24,8 @@ and fake images in one batch, so that is 2 per iteration here against 3 in the o
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -35,64 +34,10 @@ import torch.nn.functional as F
 from bench.core.config import TrainConfig
 from bench.core.gan import adam, lsgan
 from bench.core.methods import Method, check_direction, register_method
-from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
-from ugatit.networks import (NETWORK_NAMES, PAPER_GLOBAL_DOWNSAMPLINGS, PAPER_LOCAL_DOWNSAMPLINGS, PRESETS,
-                             Discriminator, Generator, decayed_parameters, discriminator_downsamplings)
+from bench.core.schedule import epoch_linear_decay, lr_multiplier, resolve_schedule, set_learning_rate
+from ugatit.networks import NETWORK_NAMES, PRESETS, Generator, decayed_parameters
 from ugatit.normalization import clamp_rho_
-
-TABLE1_NAMES = {"in": "IN", "ln": "LN", "adain": "AdaIN", "gn": "GN"}
-
-
-@dataclass(frozen=True)
-class UGATITOptions:
-    image_size: int | None = None          # None: train.image_size (the two must agree)
-    width: int = 64                        # base channels (official --ch); 256 in the bottleneck
-    n_res: int = 4                         # residual blocks in encoder and in decoder (official --n_res)
-    light: bool = False                    # gamma/beta MLP reads pooled features (official --light); paper: full
-    norm: Literal["adalin", "in", "ln", "adain", "gn"] = "adalin"   # decoder normalisation (Table 1)
-    g_cam: bool = True                     # generator's auxiliary classifier and attention (Table 1: w/o G_CAM)
-    d_cam: bool = True                     # discriminators' auxiliary classifier and attention (w/o D_CAM)
-    preset: Literal["paper", "official_pytorch"] = "paper"
-    adv_weight: float = 1.0                # lambda_1, Eq. 7
-    cycle_weight: float = 10.0             # lambda_2, Eq. 7
-    identity_weight: float = 10.0          # lambda_3, Eq. 7
-    cam_weight: float = 1000.0             # lambda_4, Eq. 7
-    lr: float = 1e-4                       # Appendix B.2 (train.lr overrides it)
-    weight_decay: float = 1e-4             # Appendix B.2
-    amp: bool = False                      # CUDA only: bf16 autocast for the networks' forward passes
-    channels_last: bool = False            # CUDA only: channels-last memory format
-    compile: bool = False                  # torch.compile the six networks (minutes of compilation first)
-    init_from: str | None = None           # start from the networks of a checkpoint (this harness's or the official code's)
-
-
-def table1_label(options: UGATITOptions) -> str:
-    """The paper's Table 1 row name of a variant."""
-    label = "U-GAT-IT"
-    if options.norm != "adalin":
-        label += f" w/ {TABLE1_NAMES[options.norm]}"
-    if not options.g_cam and not options.d_cam:
-        label += " w/o CAM"
-    elif not options.g_cam:
-        label += " w/o G_CAM"
-    elif not options.d_cam:
-        label += " w/o D_CAM"
-    return label
-
-
-def build_networks(options: UGATITOptions, image_size: int) -> dict[str, nn.Module]:
-    preset = PRESETS[options.preset]
-    generator = dict(width=options.width, n_res=options.n_res, image_size=image_size, light=options.light,
-                     norm=options.norm, cam=options.g_cam, preset=preset)
-    global_depth = discriminator_downsamplings(image_size, PAPER_GLOBAL_DOWNSAMPLINGS)
-    local_depth = discriminator_downsamplings(image_size, PAPER_LOCAL_DOWNSAMPLINGS)
-    return {
-        "genA2B": Generator(**generator),
-        "genB2A": Generator(**generator),
-        "disGA": Discriminator(options.width, global_depth, options.d_cam, preset),
-        "disGB": Discriminator(options.width, global_depth, options.d_cam, preset),
-        "disLA": Discriminator(options.width, local_depth, options.d_cam, preset),
-        "disLB": Discriminator(options.width, local_depth, options.d_cam, preset),
-    }
+from ugatit.options import UGATITOptions, build_networks, network_preset, table1_label
 
 
 @register_method("ugatit")
@@ -119,6 +64,13 @@ class UGATITMethod(Method):
                             "up-samplings must give back the input size), e.g. 64, 128 or 256")
         if options.width < 1 or options.n_res < 0:
             problems.append(f"width must be at least 1 and n_res at least 0 (got {options.width}, {options.n_res})")
+        if options.preset == "official_tf" and options.n_res != 4 and options.norm in ("adalin", "adain"):
+            problems.append(f"preset official_tf needs n_res 4 (got {options.n_res}): the TF code's MLP is ch * n_res wide "
+                            "and its gamma, beta must match the 4 * ch channels of the bottleneck")
+        if options.preset != "official_tf" and not options.smoothing:
+            problems.append("smoothing: false is an option of preset official_tf (the TF code's --smoothing)")
+        if options.epoch_iterations < 1:
+            problems.append(f"epoch_iterations must be at least 1 (got {options.epoch_iterations})")
         if options.init_from is not None and not Path(options.init_from).is_file():
             problems.append(f"init_from: checkpoint file {options.init_from} not found")
         for name in ("adv_weight", "cycle_weight", "identity_weight", "cam_weight", "weight_decay"):
@@ -130,6 +82,10 @@ class UGATITMethod(Method):
     def check_files(cls, options: UGATITOptions) -> None:
         if options.init_from is not None:
             load_network_states(options.init_from)   # readable, and a U-GAT-IT checkpoint; its sizes are checked at build
+
+    @classmethod
+    def data_pipeline(cls, options: UGATITOptions) -> str:
+        return PRESETS[options.preset].data_pipeline
 
     @classmethod
     def default_label(cls, options: UGATITOptions) -> str:
@@ -150,6 +106,9 @@ class UGATITMethod(Method):
         plain = super().identity_options(options, train)
         for name in ("image_size", "compile", "channels_last"):
             plain.pop(name, None)
+        if options.preset != "official_tf":   # options of that preset only
+            plain.pop("smoothing", None)
+            plain.pop("epoch_iterations", None)
         if options.init_from is not None and Path(options.init_from).is_file():
             plain["init_from"] = "sha256:" + cached_sha256_file(Path(options.init_from))
         return plain
@@ -162,18 +121,32 @@ class UGATITMethod(Method):
             notes.append("light U-GAT-IT (the gamma/beta MLP reads pooled features; paper: full)")
         if options.width != paper.width or options.n_res != paper.n_res:
             notes.append(f"reduced U-GAT-IT: width {options.width}, {options.n_res} residual blocks (paper: 64, 4)")
-        if options.preset != "paper":
+        if options.preset == "official_pytorch":
             notes.append("official PyTorch code's details (preset official_pytorch)")
+        if options.preset == "official_tf":
+            notes.append("official TensorFlow code's networks, schedule and data pipeline (preset official_tf)")
+            if not options.smoothing:
+                notes.append("AdaLIN without the TF code's smoothing (smoothing: false)")
         changed = [name for name in ("adv_weight", "cycle_weight", "identity_weight", "cam_weight", "lr", "weight_decay")
                    if getattr(options, name) != getattr(paper, name)]
         if changed or (train.lr is not None and train.lr != paper.lr):
             notes.append("changed hyper-parameters: " + ", ".join(changed or ["lr"]))
         return notes
 
-    def __init__(self, options: UGATITOptions, train: TrainConfig, device: torch.device):
+    def __init__(self, options: UGATITOptions, train: TrainConfig, device: torch.device,
+                 networks: dict[str, nn.Module] | None = None):
+        """`networks`: the six networks already built and filled (a released-weights loader, ugatit/tf_released.py);
+        networks left on the meta device (no storage) make a method that translates but does not train."""
         super().__init__(options, train, device)
         self.image_size = options.image_size or train.image_size
-        self.networks = nn.ModuleDict(build_networks(options, self.image_size)).to(self.device)
+        self.preset = network_preset(options)
+        if networks is None:
+            networks = build_networks(options, self.image_size)
+            self.networks = nn.ModuleDict(networks).to(self.device)
+        else:
+            self.networks = nn.ModuleDict(networks)
+        self.translation_only = [name for name, network in self.networks.items()
+                                 if any(p.is_meta for p in network.parameters())]
         self.use_cuda_speedups = self.device.type == "cuda"
         if options.channels_last and self.use_cuda_speedups:
             self.networks.to(memory_format=torch.channels_last)
@@ -223,7 +196,13 @@ class UGATITMethod(Method):
     # Training
 
     def set_step(self, step: int) -> None:
-        lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
+        train = self.train_config
+        if self.preset.epoch_schedule and self.schedule == "linear_decay":
+            # The TF code: lr set at the start of each epoch, constant until decay_epoch, then (N - e) / (N - decay_epoch).
+            multiplier = epoch_linear_decay(step, train.iterations, self.options.epoch_iterations, train.decay_start)
+        else:
+            multiplier = lr_multiplier(step, train.iterations, self.schedule, train.decay_start)
+        lr = self.base_lr * multiplier
         set_learning_rate(self.g_optim, lr)
         set_learning_rate(self.d_optim, lr)
 
@@ -238,6 +217,9 @@ class UGATITMethod(Method):
         return images
 
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:
+        if self.translation_only:
+            raise RuntimeError(f"this U-GAT-IT was loaded without {', '.join(self.translation_only)}: it translates but "
+                               "cannot train (load_released(..., discriminators=True) reads them)")
         o = self.options
         real_a, real_b = self._prepare(real_a), self._prepare(real_b)
         n = real_a.shape[0]

@@ -11,14 +11,17 @@ Both networks return (output, cam_logit, heatmap): the image (or patch logits), 
 classifier's logits [GAP, GMP] (N x 2), and the attention heatmap (channel sum of the attention
 features, N x 1 x h x w), as the official code does; cam_logit and heatmap are None without CAM.
 
-A `Preset` gathers the documented differences between the paper and the official PyTorch code
-(docs/ugatit.md); `paper` is the default. Both presets share, with the PyTorch code: the generator's
-CAM classifier as two bias-free heads (GAP and GMP; the paper and the TF code: one shared head with a
-bias), the encoder's instance norm without learned affine (TF: with), and spectral normalisation by
+A `Preset` gathers the documented differences between the paper and the two official codes
+(docs/ugatit.md; the README's preset table has one row per field): `paper` (the default),
+`official_pytorch` (znxlwm/UGATIT-pytorch) and `official_tf` (taki0112/UGATIT, the code behind the
+paper's numbers and its released checkpoints: ugatit/tf_released.py imports them). `paper` and
+`official_pytorch` share, with the PyTorch code: the CAM classifier as two bias-free heads (GAP and
+GMP; the paper and the TF code: one shared head with a bias), the encoder's instance norm without
+learned affine (TF: with), symmetric padding, and spectral normalisation by
 `torch.nn.utils.parametrizations` (15 power iterations at construction, then one per discriminator
 call, u before v; the official code's old API does none at construction, v before u, and calls real
-and fake separately, so the two estimates agree only once converged). The train-time resize keeps the paper's 286/256 ratio at other sizes;
-the official code adds 30 pixels.
+and fake separately, so the two estimates agree only once converged). The train-time resize keeps
+the paper's 286/256 ratio at other sizes; the official code adds 30 pixels.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from bench.core.gan import initialise_normal
-from ugatit.normalization import ADAPTIVE_NORMS, residual_norm, upsampling_norm
+from ugatit.normalization import ADAPTIVE_NORMS, residual_norm, tf_spectral_norm, upsampling_norm
 
 NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")   # the six networks, as the official code names them
 
@@ -46,6 +49,16 @@ class Preset:
     generator_bias: bool               # biases in the generator's convolutions and MLP (the 1x1 CAM conv always has one)
     decay_all_parameters: bool         # weight decay on every parameter, or on conv/linear weights only
     cam_weight_from_original: bool     # the discriminator's attention map uses the un-normalised CAM weight
+    # The official TensorFlow code's graph (taki0112/UGATIT ops.py, UGATIT.py); False/0 in the other presets:
+    encoder_norm_affine: bool = False  # the encoder's instance norms learn a scale and shift
+    shared_cam_head: bool = False      # one CAM classifier with a bias for GAP and GMP; maps weighted by kernel + bias
+    tf_padding: bool = False           # ops.conv pads (kernel - stride) odd asymmetrically: 3x3/2 top-left 1, 4x4/1 1 and 2
+    rho_smoothing: float = 0.0         # AdaLIN's forward pass uses clip(rho - s, 0, 1)
+    channels_last_flatten: bool = False  # full mode's MLP reads the map flattened as H, W, C (NHWC), not C, H, W
+    discriminator_logit_bias: bool = False  # the discriminators' last 4x4 conv has a bias
+    tf_spectral_norm: bool = False     # one power iteration per call from a stored u, none at construction
+    epoch_schedule: bool = False       # learning rate set once per epoch (train.epoch_iterations), not per iteration
+    data_pipeline: str = "paper"       # bench/data: the training augmentation and test resize
 
 
 PRESETS = {
@@ -66,6 +79,24 @@ PRESETS = {
         generator_bias=False,          # notes: "the generator's convolutions and its gamma/beta MLP have no bias"
         decay_all_parameters=True,     # notes: "Adam's coupled L2 on every parameter, rho, gamma and beta included"
         cam_weight_from_original=True,  # notes: "multiplied by the *un-normalised* weight (weight_orig)"
+    ),
+    "official_tf": Preset(             # taki0112/UGATIT, the code behind the paper's numbers (docs/ugatit.md)
+        name="official_tf",
+        normal_init=True,              # ops.weight_init: N(0, 0.02) for every kernel; biases, u: constant 0, N(0, 1)
+        adalin_rho_init=1.0,           # ops.adaptive_instance_layer_norm: rho constant_initializer(1.0)
+        unbiased_variance=False,       # tf.nn.moments
+        generator_bias=True,           # ops.conv, ops.fully_connected: use_bias=True
+        decay_all_parameters=False,    # l2_regularizer(1e-4) on kernels only, added to the losses (= Adam's coupled decay)
+        cam_weight_from_original=False,  # fully_connected_with_w: the spectrally normalised kernel
+        encoder_norm_affine=True,      # ops.instance_norm: tf_contrib instance_norm(center=True, scale=True)
+        shared_cam_head=True,          # fully_connected_with_w(scope='CAM_logit') twice, reuse=True; weights = w + b
+        tf_padding=True,               # ops.conv: (kernel - stride) % 2 == 1 pads top/left `pad`, bottom/right the rest
+        rho_smoothing=0.1,             # --smoothing True (default)
+        channels_last_flatten=True,    # tf.layers.flatten of an NHWC tensor
+        discriminator_logit_bias=True,  # conv(..., scope='D_logit') with use_bias=True
+        tf_spectral_norm=True,         # ops.spectral_norm(iteration=1)
+        epoch_schedule=True,           # UGATIT.train: lr set at the start of each epoch of --iteration 10,000 updates
+        data_pipeline="tf_ugatit",     # utils.ImageData.image_processing, utils.load_test_data
     ),
 }
 
@@ -89,11 +120,12 @@ def decayed_parameters(module: nn.Module) -> list[nn.Parameter]:
 class ResidualBlock(nn.Module):
     """Encoder bottleneck ResBlock-(N256, K3, S1, P1), IN, ReLU (Table 4); x + F(x)."""
 
-    def __init__(self, channels: int, bias: bool):
+    def __init__(self, channels: int, bias: bool, affine: bool = False):
         super().__init__()
         self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, 1, 0, bias=bias), nn.InstanceNorm2d(channels), nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, 1, 0, bias=bias), nn.InstanceNorm2d(channels),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, 1, 0, bias=bias), nn.InstanceNorm2d(channels, affine=affine),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, 1, 0, bias=bias), nn.InstanceNorm2d(channels, affine=affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,14 +135,14 @@ class ResidualBlock(nn.Module):
 class DecoderResidualBlock(nn.Module):
     """Decoder bottleneck AdaResBlock-(N256, K3, S1, P1), AdaLIN, ReLU (Table 4); norms per variant."""
 
-    def __init__(self, channels: int, norm: str, rho_init: float, unbiased: bool, bias: bool):
+    def __init__(self, channels: int, norm: str, rho_init: float, unbiased: bool, bias: bool, rho_smoothing: float = 0.0):
         super().__init__()
         self.pad1 = nn.ReflectionPad2d(1)
         self.conv1 = nn.Conv2d(channels, channels, 3, 1, 0, bias=bias)
-        self.norm1 = residual_norm(norm, channels, rho_init, unbiased)
+        self.norm1 = residual_norm(norm, channels, rho_init, unbiased, rho_smoothing)
         self.pad2 = nn.ReflectionPad2d(1)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 0, bias=bias)
-        self.norm2 = residual_norm(norm, channels, rho_init, unbiased)
+        self.norm2 = residual_norm(norm, channels, rho_init, unbiased, rho_smoothing)
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
         out = F.relu(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
@@ -131,29 +163,36 @@ class ChannelAttention(nn.Module):
     multiply-adds, and no 2C-channel tensor.
     """
 
-    def __init__(self, channels: int, spectral: bool, weight_from_original: bool, negative_slope: float):
+    def __init__(self, channels: int, spectral: bool, weight_from_original: bool, negative_slope: float,
+                 shared_head: bool = False):
         super().__init__()
-        self.gap_fc = nn.Linear(channels, 1, bias=False)
-        self.gmp_fc = nn.Linear(channels, 1, bias=False)
+        if shared_head:   # official TF: one classifier with a bias for both poolings; the maps are weighted by w + b
+            self.cam_fc = nn.Linear(channels, 1, bias=True)
+        else:
+            self.gap_fc = nn.Linear(channels, 1, bias=False)
+            self.gmp_fc = nn.Linear(channels, 1, bias=False)
         self.conv1x1 = nn.Conv2d(2 * channels, channels, kernel_size=1, stride=1, bias=True)
         self.spectral = spectral
+        self.shared_head = shared_head
         self.weight_from_original = weight_from_original
         self.negative_slope = negative_slope
 
-    def apply_spectral_norm(self) -> None:
-        spectral_norm(self.gap_fc)
-        spectral_norm(self.gmp_fc)
+    def heads(self) -> tuple[nn.Linear, ...]:
+        return (self.cam_fc,) if self.shared_head else (self.gap_fc, self.gmp_fc)
 
     def _cam_weight(self, fc: nn.Linear) -> torch.Tensor:
         if self.spectral and self.weight_from_original:
             return fc.parametrizations.weight.original     # official: the first of parameters(), i.e. weight_orig
+        if self.shared_head:
+            return fc.weight + fc.bias                      # official TF: tf.nn.bias_add(w, bias)
         return fc.weight                                    # the weight eta actually applies
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         channels = x.shape[1]
-        gap_weight, gmp_weight = self._cam_weight(self.gap_fc), self._cam_weight(self.gmp_fc)   # 1 x C each
-        gap_logit = self.gap_fc(x.mean(dim=(2, 3)))                                            # N x 1
-        gmp_logit = self.gmp_fc(x.amax(dim=(2, 3)))                                            # N x 1
+        gap_fc, gmp_fc = (self.cam_fc, self.cam_fc) if self.shared_head else (self.gap_fc, self.gmp_fc)
+        gap_weight, gmp_weight = self._cam_weight(gap_fc), self._cam_weight(gmp_fc)            # 1 x C each
+        gap_logit = gap_fc(x.mean(dim=(2, 3)))                                                 # N x 1
+        gmp_logit = gmp_fc(x.amax(dim=(2, 3)))                                                 # N x 1
         fused = self.conv1x1.weight                                                            # C x 2C x 1 x 1
         weight = fused[:, :channels] * gap_weight.view(1, channels, 1, 1) + fused[:, channels:] * gmp_weight.view(1, channels, 1, 1)
         features = F.leaky_relu(F.conv2d(x, weight, self.conv1x1.bias), self.negative_slope)
@@ -165,9 +204,9 @@ class StyleMLP(nn.Module):
     """gamma, beta of Table 4: two MLP-(N256) + ReLU, then one linear head each.
     Light: reads the global-average-pooled attention features; full: the whole flattened map."""
 
-    def __init__(self, in_features: int, channels: int, light: bool, bias: bool):
+    def __init__(self, in_features: int, channels: int, light: bool, bias: bool, channels_last: bool = False):
         super().__init__()
-        self.light = light
+        self.light, self.channels_last = light, channels_last
         self.fc = nn.Sequential(
             nn.Linear(in_features, channels, bias=bias), nn.ReLU(inplace=True),
             nn.Linear(channels, channels, bias=bias), nn.ReLU(inplace=True),
@@ -176,7 +215,10 @@ class StyleMLP(nn.Module):
         self.beta = nn.Linear(channels, channels, bias=bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        summary = x.mean(dim=(2, 3)) if self.light else x.flatten(1)   # N x C, or N x (C*h*w)
+        if self.light:
+            summary = x.mean(dim=(2, 3))                                   # N x C
+        else:                                                              # N x (C*h*w), or (h*w*C) as TF flattens NHWC
+            summary = x.permute(0, 2, 3, 1).flatten(1) if self.channels_last else x.flatten(1)
         hidden = self.fc(summary)
         return self.gamma(hidden), self.beta(hidden)
 
@@ -197,24 +239,30 @@ class Generator(nn.Module):
         self.image_size, self.light, self.norm, self.n_res = image_size, light, norm, n_res
 
         # Encoder E_s: CONV-(N64, K7, S1, P3), CONV-(N128, K3, S2, P1), CONV-(N256, K3, S2, P1), each IN + ReLU.
+        # (TF preset: the stride-2 convs pad top and left only, as ops.conv does for kernel 3, stride 2.)
+        affine = preset.encoder_norm_affine
         encoder: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, width, 7, 1, 0, bias=bias),
-                                    nn.InstanceNorm2d(width), nn.ReLU(inplace=True)]
+                                    nn.InstanceNorm2d(width, affine=affine), nn.ReLU(inplace=True)]
         for multiplier in (1, 2):
-            encoder += [nn.ReflectionPad2d(1), nn.Conv2d(width * multiplier, width * multiplier * 2, 3, 2, 0, bias=bias),
-                        nn.InstanceNorm2d(width * multiplier * 2), nn.ReLU(inplace=True)]
-        encoder += [ResidualBlock(channels, bias) for _ in range(n_res)]
+            encoder += [nn.ReflectionPad2d((1, 0, 1, 0) if preset.tf_padding else 1),
+                        nn.Conv2d(width * multiplier, width * multiplier * 2, 3, 2, 0, bias=bias),
+                        nn.InstanceNorm2d(width * multiplier * 2, affine=affine), nn.ReLU(inplace=True)]
+        encoder += [ResidualBlock(channels, bias, affine) for _ in range(n_res)]
         self.encoder = nn.Sequential(*encoder)
 
         # Auxiliary classifier eta_s and attention feature map a_s(x) (Sec. 2.1.1); absent without G_CAM.
-        self.attention = ChannelAttention(channels, spectral=False, weight_from_original=False, negative_slope=0.0) if cam else None
+        self.attention = ChannelAttention(channels, spectral=False, weight_from_original=False, negative_slope=0.0,
+                                          shared_head=preset.shared_cam_head) if cam else None
 
         # gamma, beta from the attention features (only the adaptive norms use them).
         feature_pixels = (image_size // 4) ** 2
-        self.style = StyleMLP(channels if light else channels * feature_pixels, channels, light, bias) if norm in ADAPTIVE_NORMS else None
+        self.style = StyleMLP(channels if light else channels * feature_pixels, channels, light, bias,
+                              preset.channels_last_flatten) if norm in ADAPTIVE_NORMS else None
 
         # Decoder G_t: n_res AdaLIN ResBlocks, then Up-CONV-(N128) and Up-CONV-(N64) with LIN + ReLU.
         self.decoder = nn.ModuleList(
-            DecoderResidualBlock(channels, norm, preset.adalin_rho_init, preset.unbiased_variance, bias) for _ in range(n_res)
+            DecoderResidualBlock(channels, norm, preset.adalin_rho_init, preset.unbiased_variance, bias, preset.rho_smoothing)
+            for _ in range(n_res)
         )
         upsample: list[nn.Module] = []
         for divisor in (1, 2):
@@ -278,21 +326,27 @@ class Discriminator(nn.Module):
         for _ in range(downsamplings - 1):
             layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels * 2, 4, 2, 0, bias=True), nn.LeakyReLU(0.2, inplace=True)]
             channels *= 2
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels * 2, 4, 1, 0, bias=True), nn.LeakyReLU(0.2, inplace=True)]
+        # The stride-1 4x4 convs: reflection pad 1 (a map 1 px smaller), or 1 before and 2 after as the TF
+        # code's ops.conv pads them (the same size: 8 x 8 and 32 x 32 logits at 256 px, not 6 and 30).
+        stride1_pad = nn.ReflectionPad2d((1, 2, 1, 2)) if preset.tf_padding else nn.ReflectionPad2d(1)
+        layers += [stride1_pad, nn.Conv2d(channels, channels * 2, 4, 1, 0, bias=True), nn.LeakyReLU(0.2, inplace=True)]
         channels *= 2
         self.encoder = nn.Sequential(*layers)
         self.attention = ChannelAttention(channels, spectral=True, weight_from_original=preset.cam_weight_from_original,
-                                          negative_slope=0.2) if cam else None
-        self.classifier = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, 1, 4, 1, 0, bias=False))
+                                          negative_slope=0.2, shared_head=preset.shared_cam_head) if cam else None
+        self.classifier = nn.Sequential(nn.ReflectionPad2d((1, 2, 1, 2)) if preset.tf_padding else nn.ReflectionPad2d(1),
+                                        nn.Conv2d(channels, 1, 4, 1, 0, bias=preset.discriminator_logit_bias))
 
         if preset.normal_init:
             initialise_normal(self)
         # Spectral normalisation on every conv but the 1x1 CAM fusion, and on the CAM classifiers (Tables 5, 6).
+        normalise = tf_spectral_norm if preset.tf_spectral_norm else spectral_norm
         for layer in list(self.encoder) + list(self.classifier):
             if isinstance(layer, nn.Conv2d):
-                spectral_norm(layer)
+                normalise(layer)
         if self.attention is not None:
-            self.attention.apply_spectral_norm()
+            for head in self.attention.heads():
+                normalise(head)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         # One spectral-norm computation (and, in training, one power iteration) per layer per forward,

@@ -59,15 +59,20 @@ def layer_instance_coefficients(x: torch.Tensor, rho: torch.Tensor, eps: float, 
 
 
 class AdaLIN(nn.Module):
-    """Adaptive Layer-Instance Normalisation (Eq. 1); gamma, beta (N x C) are given to forward()."""
+    """Adaptive Layer-Instance Normalisation (Eq. 1); gamma, beta (N x C) are given to forward().
 
-    def __init__(self, channels: int, rho_init: float, unbiased: bool, eps: float = 1e-5):
+    `rho_smoothing` s > 0 uses clip(rho - s, 0, 1) in place of rho in the forward pass, as the official
+    TensorFlow code does with its default `--smoothing True` (s = 0.1: an AdaLIN that starts at rho = 1
+    starts with a tenth of layer normalisation)."""
+
+    def __init__(self, channels: int, rho_init: float, unbiased: bool, eps: float = 1e-5, rho_smoothing: float = 0.0):
         super().__init__()
         self.rho = nn.Parameter(torch.full((1, channels, 1, 1), float(rho_init)))
-        self.unbiased, self.eps = unbiased, eps
+        self.unbiased, self.eps, self.rho_smoothing = unbiased, eps, rho_smoothing
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        mean_i, scale, offset = layer_instance_coefficients(x, self.rho, self.eps, self.unbiased)
+        rho = (self.rho - self.rho_smoothing).clamp(0.0, 1.0) if self.rho_smoothing else self.rho
+        mean_i, scale, offset = layer_instance_coefficients(x, rho, self.eps, self.unbiased)
         gamma, beta = gamma[:, :, None, None].float(), beta[:, :, None, None].float()
         return ((x - mean_i) * (scale * gamma) + (offset * gamma + beta)).to(x.dtype)
 
@@ -131,10 +136,10 @@ NORMS = ("adalin", "adain", "in", "ln", "gn")
 ADAPTIVE_NORMS = ("adalin", "adain")   # these read gamma/beta from the generator's MLP
 
 
-def residual_norm(kind: str, channels: int, rho_init: float, unbiased: bool) -> nn.Module:
+def residual_norm(kind: str, channels: int, rho_init: float, unbiased: bool, rho_smoothing: float = 0.0) -> nn.Module:
     """The normalisation of a decoder residual block for a `norm` variant (see the module docstring)."""
     if kind == "adalin":
-        return AdaLIN(channels, rho_init, unbiased)
+        return AdaLIN(channels, rho_init, unbiased, rho_smoothing=rho_smoothing)
     if kind == "adain":
         return AdaIN(channels)
     return plain_norm(kind, channels)
@@ -156,3 +161,38 @@ def clamp_rho_(rhos: list[torch.Tensor]) -> None:
             torch._foreach_clamp_min_(rhos, 0.0)
             torch._foreach_clamp_max_(rhos, 1.0)
 
+
+
+class TFSpectralNorm(nn.Module):
+    """Spectral normalisation as the official TensorFlow code computes it (ops.spectral_norm), as a
+    parametrization: W / sigma(W) with sigma from one power iteration per call from a stored vector u
+    (size out, drawn from N(0, 1), no iterations at construction):
+        v = normalize(W^T u),  u' = normalize(W v),  sigma = u'^T W v,  u <- u' (training only)
+    where W is the weight as (out, rest). torch's own spectral_norm also stores v, updates u before v
+    and runs 15 iterations at construction. l2-normalisation divides by sqrt(max(sum x^2, 1e-12)) as
+    tf.nn.l2_normalize does."""
+
+    def __init__(self, out_features: int):
+        super().__init__()
+        self.register_buffer("u", torch.randn(out_features))
+
+    @staticmethod
+    def _normalize(x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().sum().clamp_min(1e-12))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        matrix = weight.reshape(weight.shape[0], -1)
+        with torch.no_grad():
+            v = self._normalize(matrix.t() @ self.u)
+            u = self._normalize(matrix @ v)
+            if self.training:
+                self.u.copy_(u)
+        sigma = torch.dot(u, matrix @ v)
+        return weight / sigma
+
+
+def tf_spectral_norm(module: nn.Module) -> nn.Module:
+    from torch.nn.utils import parametrize
+
+    parametrize.register_parametrization(module, "weight", TFSpectralNorm(module.weight.shape[0]))
+    return module

@@ -119,6 +119,12 @@ class Method(abc.ABC):
         return {}
 
     @classmethod
+    def data_pipeline(cls, options: Any) -> str:
+        """How its training images are augmented and its test images resized (bench/data/pipeline.py,
+        PIPELINES): "paper" (the paper's recipe, the default) or the name of its authors' own pipeline."""
+        return "paper"
+
+    @classmethod
     def check_files(cls, options: Any) -> None:
         """Read the files its options name (weights to start from, say) and raise an error naming the file
         (safeio.files.InputError) when one cannot be used. Called once before any run of an experiment
@@ -351,12 +357,14 @@ def resolve_training(cls: type[Method], options: Any, train: TrainConfig,
 
 
 def construct_method(cls: type[Method], options: Any, train: TrainConfig, device: str | torch.device,
-                     train_images: tuple[int, int] | None = None) -> Method:
-    """Build `cls` from validated options: its training settings resolved and checked by the method."""
+                     train_images: tuple[int, int] | None = None, **built: Any) -> Method:
+    """Build `cls` from validated options: its training settings resolved and checked by the method.
+    `built`: keyword arguments of the method's own constructor (a released-weights loader passes networks
+    it has already filled)."""
     from bench.core.schema import ConfigError
 
     train = resolve_training(cls, options, train, train_images)
     problems = cls.check_settings(options, train)
     if problems:
         raise ConfigError(f"method {cls.name!r}: " + "; ".join(problems))
-    return cls(options, train, torch.device(device))
+    return cls(options, train, torch.device(device), **built)

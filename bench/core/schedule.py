@@ -35,6 +35,19 @@ def lr_multiplier(step: int, total_steps: int, schedule: str, decay_start: float
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; allowed: constant, linear_decay, step")
 
 
+def epoch_linear_decay(step: int, total_steps: int, epoch_length: int, decay_start: float = 0.5) -> float:
+    """Multiplier for 0-based iteration `step` when the rate is set once per epoch of `epoch_length`
+    iterations, as the official TF U-GAT-IT does (UGATIT.train): with N = ceil(total / epoch_length)
+    epochs and D = int(decay_start * N), epoch e uses 1 while e < D, then (N - e) / (N - D): it never
+    reaches 0 (the last epoch trains at 1 / (N - D) of the rate; 1/50 for the paper's 100 epochs)."""
+    epochs = max(1, -(-total_steps // epoch_length))
+    decay_epoch = int(decay_start * epochs)
+    epoch = min(step // epoch_length, epochs - 1)
+    if epoch < decay_epoch:
+        return 1.0
+    return (epochs - epoch) / (epochs - decay_epoch)
+
+
 def set_learning_rate(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -55,7 +55,7 @@ def output_names(test_set: SortedImageFolder, samples_per_input: int = 1) -> lis
 def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
                      input_dir: Path, output_dir: Path, image_size: int, device: torch.device, batch_size: int = 8,
                      on_bad_image: str = "fail", extra_manifest: dict | None = None, progress: bool = True,
-                     companion_dir_name: str | None = None, samples_per_input: int = 1) -> Path:
+                     companion_dir_name: str | None = None, samples_per_input: int = 1, pipeline: str = "paper") -> Path:
     """Translate every image of `input_dir` with `translate` (a batch in [-1, 1] -> a batch in [-1, 1]).
 
     With `companion_dir_name`, `translate` returns (translations, companions): a second picture per
@@ -63,11 +63,12 @@ def translate_images(translate: Callable[[torch.Tensor], torch.Tensor | tuple[to
     `output_dir/<companion_dir_name>/`. Scoring reads only the files directly in `output_dir`.
     With `samples_per_input` K, `translate` returns K translations per input, image-major (input i's are
     rows i*K .. i*K + K - 1), saved as <stem>-k<sample>.png; batches come in the folder's sorted order.
+    `pipeline` names how inputs are resized (bench.data.pipeline.PIPELINES: the method's own, or the paper's).
     """
     if companion_dir_name and samples_per_input != 1:
         raise ValueError("companion pictures need one translation per input")
     output_dir = Path(output_dir)
-    test_set = SortedImageFolder(input_dir, image_size, on_bad_image)
+    test_set = SortedImageFolder(input_dir, image_size, on_bad_image, pipeline)
     names = output_names(test_set, samples_per_input)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_dir.parent, f".{output_dir.name}.partial")
@@ -155,9 +156,11 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
     from bench.core.multimodal import MultimodalMethod, evaluation_translator
     from bench.core.visual import overlay
 
+    pipeline = method.data_pipeline(method.options)
+
     if isinstance(method, MultimodalMethod):
         settings = method.test_settings(method.options)
-        exemplars = SortedImageFolder(exemplar_dir, image_size, on_bad_image) if exemplar_dir and settings["style"] == "exemplar" else None
+        exemplars = SortedImageFolder(exemplar_dir, image_size, on_bad_image, pipeline) if exemplar_dir and settings["style"] == "exemplar" else None
         if settings["style"] == "exemplar" and exemplars is None:
             raise ValueError(f"{method.name}: test_style 'exemplar' needs the target domain's test images "
                              "(--exemplars DIR with bench.cli.translate)")
@@ -165,7 +168,7 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
         run = evaluation_translator(method, direction, settings, load, len(exemplars) if exemplars is not None else 0)
         return translate_images(run, input_dir, output_dir, image_size, device, batch_size=batch_size,
                                 on_bad_image=on_bad_image, progress=progress, samples_per_input=settings["samples"],
-                                extra_manifest={**(extra_manifest or {}), "test_settings": settings})
+                                extra_manifest={**(extra_manifest or {}), "test_settings": settings}, pipeline=pipeline)
 
     with_attention = getattr(method, "translate_with_attention", None) if attention else None
 
@@ -178,4 +181,4 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
     return translate_images(run, input_dir, output_dir, image_size, device, batch_size=batch_size,
                             on_bad_image=on_bad_image, progress=progress,
                             companion_dir_name="attention" if with_attention is not None else None,
-                            extra_manifest=extra_manifest)
+                            extra_manifest=extra_manifest, pipeline=pipeline)

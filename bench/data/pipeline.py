@@ -8,6 +8,9 @@ image_size * 286 / 256), random crop `image_size` x `image_size`, scale to [-1, 
 Test: resize to `image_size` x `image_size`, scale to [-1, 1]. Resizing is PIL bilinear on the
 image, as torchvision's Resize on PIL images in the official code.
 
+That is the "paper" pipeline. A method whose authors' code prepares images otherwise names its own
+(`Method.data_pipeline`); PIPELINES lists them, and bench/data/reference_pipelines.py holds them.
+
 Sampling is by iteration, not by epoch: sample i of a domain's stream is image
 `permutation_e[i mod n]` of epoch e = i // n, with a fresh permutation per epoch, and its flip and
 crop are drawn from a generator seeded by (seed, domain, i). Both depend only on (seed, i), so the
@@ -21,7 +24,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from bench.data import reference_pipelines
 from safeio.images import BadImageError, DataError, check_images, list_images, load_rgb
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,39 @@ class StreamSettings:
     flip: bool = True
     seed: int = 0
     on_bad_image: str = "fail"
+    pipeline: str = "paper"       # a key of PIPELINES
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """How one training image is augmented and one test image resized."""
+
+    train: Callable[[Image.Image, StreamSettings, np.random.Generator], torch.Tensor]
+    test: Callable[[Image.Image, int], torch.Tensor]
+    description: str
+
+
+def _paper_train(image: Image.Image, settings: StreamSettings, rng: np.random.Generator) -> torch.Tensor:
+    return augment(image, settings.image_size, settings.load_size, settings.flip, rng)
+
+
+def _tf_ugatit_train(image: Image.Image, settings: StreamSettings, rng: np.random.Generator) -> torch.Tensor:
+    return reference_pipelines.tf_ugatit_train(image, settings.image_size, settings.seed, rng)
+
+
+PIPELINES = {
+    "paper": Pipeline(_paper_train, resize_for_test,
+                      "flip p=0.5, PIL bilinear resize to load_size (286 for 256), random crop; test: PIL bilinear resize"),
+    "tf_ugatit": Pipeline(_tf_ugatit_train, reference_pipelines.tf_ugatit_test,
+                          "official TF U-GAT-IT: TF1 bilinear resize; one coin per run: flip + resize +30 + crop every "
+                          "image, or none; test: cv2 bilinear resize (data.load_size and data.flip do not apply)"),
+}
+
+
+def pipeline(name: str) -> Pipeline:
+    if name not in PIPELINES:
+        raise ValueError(f"unknown data pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    return PIPELINES[name]
 
 
 class DomainStream:
@@ -111,7 +148,7 @@ class DomainStream:
                 path = self.files[(self.files.index(path) + 1) % len(self.files)]
         else:
             raise DataError(f"{self.folder}: no readable image left")
-        return augment(image, s.image_size, s.load_size, s.flip, rng)
+        return pipeline(s.pipeline).train(image, s, rng)
 
 
 class UnpairedTrainingSet(Dataset):
@@ -188,9 +225,10 @@ def without_worker_wrapping(batches: Iterable) -> Iterator:
 class SortedImageFolder(Dataset):
     """The test images of one domain, in sorted file-name order: item i is (tensor, file name)."""
 
-    def __init__(self, folder: Path, image_size: int, on_bad_image: str = "fail"):
+    def __init__(self, folder: Path, image_size: int, on_bad_image: str = "fail", pipeline_name: str = "paper"):
         self.folder = Path(folder)
         self.image_size = image_size
+        self.resize = pipeline(pipeline_name).test
         # Test sets are small: decode every image now, so a broken one never stops an evaluation midway.
         self.files, self.skipped = check_images(list_images(folder), on_bad_image, full_decode=True)
 
@@ -199,7 +237,7 @@ class SortedImageFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         path = self.files[index]
-        return resize_for_test(load_rgb(path), self.image_size), path.name
+        return self.resize(load_rgb(path), self.image_size), path.name
 
     def batches(self, batch_size: int, num_workers: int = 0) -> DataLoader:
         return DataLoader(self, batch_size=batch_size, shuffle=False, num_workers=num_workers)

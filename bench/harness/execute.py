@@ -117,9 +117,9 @@ def prepare_dataset(dataset: DatasetSpec, data_root: Path) -> Path:
     return directory
 
 
-def _first_images(folder: Path, image_size: int, on_bad_image: str) -> torch.Tensor:
+def _first_images(folder: Path, image_size: int, on_bad_image: str, pipeline: str = "paper") -> torch.Tensor:
     """The first test images of a domain (sorted by name): the fixed inputs of sample sheets."""
-    test_set = SortedImageFolder(folder, image_size, on_bad_image)
+    test_set = SortedImageFolder(folder, image_size, on_bad_image, pipeline)
     return torch.stack([test_set[i][0] for i in range(min(SAMPLE_IMAGES_PER_DOMAIN, len(test_set)))])
 
 
@@ -178,10 +178,13 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
                 raise RunNotTrained(f"{run_dir}: no checkpoint to score; run without --eval-only to train it")
             method, steps = _method_from_checkpoint(training, train_config, device)
         else:
+            pipeline = method_registry.method_class(training.method.name).data_pipeline(training.method.options)
             settings = StreamSettings(image_size=image_size, load_size=experiment.data.load_size or default_load_size(image_size),
-                                      flip=experiment.data.flip, seed=training.seed, on_bad_image=experiment.data.on_bad_image)
+                                      flip=experiment.data.flip, seed=training.seed, on_bad_image=experiment.data.on_bad_image,
+                                      pipeline=pipeline)
             training_set = UnpairedTrainingSet(dataset_dir, settings)
-            samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image) for split in ("testA", "testB"))
+            samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image, pipeline)
+                            for split in ("testA", "testB"))
             torch.manual_seed(training.seed)  # network initialisation
             method = method_registry.build_method(training.method, train_config, device)
             method.prepare_training(dataset_dir, settings)
