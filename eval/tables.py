@@ -19,6 +19,7 @@ baselines, external results).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -52,6 +53,21 @@ def paper_values(table: str) -> pd.DataFrame:
     return tidy.rename(columns={"kid": "paper_kid", "std": "paper_std"})
 
 
+def paper_row_name(model: str) -> str:
+    """The paper's row a model is compared with: its own name, or the name before a trailing parenthesis
+    ("U-GAT-IT (authors' released, 100 epochs)" -> "U-GAT-IT", "CycleGAN (released)" -> "CycleGAN")."""
+    return re.sub(r"\s*\([^()]*\)$", "", model)
+
+
+def with_paper_values(frame: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with paper_kid and paper_std joined by (model, task); a model the paper does not name takes
+    the values of the row it is a version of (paper_row_name)."""
+    frame = frame.assign(paper_model=[model if (paper["model"] == model).any() else paper_row_name(model)
+                                      for model in frame["model"]])
+    paper = paper.rename(columns={"model": "paper_model"})
+    return frame.merge(paper, on=["paper_model", "task"], how="left").drop(columns="paper_model")
+
+
 def aggregate(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per (model, task): mean KID over seeds, mean estimator std, and the spread over seeds."""
     frame = pd.DataFrame(list(rows))
@@ -83,7 +99,7 @@ def table_frame(rows: list[dict[str, Any]], table: str) -> pd.DataFrame:
     frame = aggregate(row for row in rows if row["table"] == table)
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
-    frame = frame.merge(paper_values(table), on=["model", "task"], how="left")
+    frame = with_paper_values(frame, paper_values(table))
     frame["comparable"] = frame["notes"].map(len) == 0
     return frame[COLUMNS]
 

@@ -5,8 +5,8 @@
 
 MODEL_FILE is a checkpoint of any method trained by this harness (the method and its options are read
 from the checkpoint), or a file of the authors' code that a released-weights loader knows (an official
-UGATIT-pytorch checkpoint, a CycleGAN generator, a UNIT or MUNIT gen file: bench/core/released.py). The
-file is read once, with weights_only=True. How translations are written: bench/core/translate.py.
+UGATIT-pytorch checkpoint or TensorFlow checkpoint (prefix or folder), a CycleGAN generator, a UNIT or
+MUNIT gen file: bench/core/released.py). The file is read once; PyTorch files with weights_only=True. How translations are written: bench/core/translate.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from bench.core.config import TrainConfig
 from bench.core.methods import Method, construct_method, method_class
 from bench.core.multimodal import MultimodalMethod, settings_problems, with_test_settings
-from bench.core.released import ReleasedFileError, inspect_content, released_loader
+from bench.core.released import ReleasedFileError, inspect_content, inspect_path, released_loader
 from bench.core.schema import build
 from bench.core.train import check_checkpoint, is_harness_checkpoint
 from bench.core.translate import translate_with_method
@@ -44,6 +44,10 @@ def method_from_checkpoint(content: dict[str, Any], path: Path, device: torch.de
 def method_from_file(path: Path, device: torch.device, direction: str = "a2b") -> tuple[Method, int, int | None]:
     """(the Method a model file holds, its image size, its step or None for an authors' file), reading it once.
     An authors' file of one direction (a CycleGAN generator) is taken as the generator of `direction`."""
+    report = inspect_path(path)   # a model that is not one PyTorch file: a TensorFlow checkpoint's prefix or folder
+    if report is not None:
+        method = released_loader(report["method"]).load(device=device, checkpoint=str(path))
+        return method, method.train_config.image_size, report.get("step")
     content = load_torch_file(path, "model file")
     if is_harness_checkpoint(content):
         return method_from_checkpoint(content, path, device)

@@ -3,6 +3,7 @@
     load_released("cyclegan", a2b="latest_net_G_A.pth", b2a="latest_net_G_B.pth", device="cpu")
     load_released("cyclegan", a2b="horse2zebra/latest_net_G.pth")        # a model-zoo generator: one direction
     load_released("ugatit", checkpoint="selfie2anime_params_latest.pt")
+    load_released("ugatit", checkpoint="checkpoint/UGATIT_selfie2anime_..._sn_smoothing")   # the TF code's checkpoint
     load_released("unit", gen="outputs/unit_horse2zebra/checkpoints/gen_01000000.pt")
     load_released("munit", gen="gen_01000000.pt", test_style="random", test_seed=0)   # how test codes are drawn
     python -m bench.cli.released inspect FILE                            # which method and architecture a file holds
@@ -57,19 +58,24 @@ class ReleasedLoader:
     load: Callable[..., Method]                      # load(device=..., image_size=..., train=..., **files_and_settings)
     inspect: Callable[[Any, Path], dict[str, Any] | None]   # what a file's content holds; None: not this code's file
     settings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # not in the files: name -> allowed values
+    # A model that is not one PyTorch file (a TensorFlow checkpoint: a prefix or a folder): what the path holds,
+    # read without torch.load; None when the path is not such a model.
+    inspect_path: Callable[[Path], dict[str, Any] | None] | None = None
 
 
 _LOADERS: dict[str, ReleasedLoader] = {}
 
 
 def register_released(method: str, files: tuple[str, ...], inspect: Callable[[Any, Path], dict[str, Any] | None],
-                      settings: Mapping[str, tuple[str, ...]] | None = None) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+                      settings: Mapping[str, tuple[str, ...]] | None = None,
+                      inspect_path: Callable[[Path], dict[str, Any] | None] | None = None
+                      ) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
     """Decorator of a loader function: `pretrained:` entries and `load_released(method, ...)` use it."""
 
     def decorate(load: Callable[..., Method]) -> Callable[..., Method]:
         if method in _LOADERS and _LOADERS[method].load is not load:
             raise ValueError(f"released files of {method!r} already have a loader ({_LOADERS[method].load.__module__})")
-        _LOADERS[method] = ReleasedLoader(method, tuple(files), load, inspect, dict(settings or {}))
+        _LOADERS[method] = ReleasedLoader(method, tuple(files), load, inspect, dict(settings or {}), inspect_path)
         return load
 
     return decorate
@@ -90,6 +96,22 @@ def released_files(method: str, pretrained: dict[str, Any]) -> dict[str, str]:
     loader = released_loader(method)
     settings = loader.settings if loader is not None else {}
     return {key: value for key, value in pretrained.items() if key not in settings}
+
+
+def released_digest(path: Path) -> str:
+    """What identifies a released model's contents: a file's sha256, or a TensorFlow checkpoint's (a prefix or
+    folder) index digest; "missing: PATH" when there is nothing there (the run then reports it)."""
+    from safeio.files import cached_sha256_file
+    from safeio.tf_checkpoint import TFCheckpointError, content_digest, is_tf_checkpoint
+
+    if Path(path).is_file() and not is_tf_checkpoint(path):
+        return cached_sha256_file(Path(path))
+    if is_tf_checkpoint(path):
+        try:
+            return content_digest(path)
+        except (TFCheckpointError, OSError):
+            pass
+    return f"missing: {path}"
 
 
 def train_config_for(train: TrainConfig | None, image_size: int) -> TrainConfig:
@@ -121,7 +143,22 @@ def inspect_content(content: Any, path: Path) -> dict[str, Any]:
                             f"found {describe_content(content)}")
 
 
+def inspect_path(path: str | Path) -> dict[str, Any] | None:
+    """What a model that is not one PyTorch file holds (a TensorFlow checkpoint's prefix or folder), read by
+    the loader that knows it; None when no loader takes the path as such."""
+    import_method_packages()
+    for loader in _LOADERS.values():
+        report = loader.inspect_path(Path(path)) if loader.inspect_path is not None else None
+        if report is not None:
+            return report
+    return None
+
+
 def inspect_file(path: str | Path) -> dict[str, Any]:
-    """Which method and architecture a file holds (read with weights_only=True)."""
+    """Which method and architecture a file (or TensorFlow checkpoint) holds; PyTorch files are read with
+    weights_only=True."""
     path = Path(path)
+    report = inspect_path(path)
+    if report is not None:
+        return report
     return inspect_content(load_torch_file(path, "model file"), path)

@@ -31,7 +31,6 @@ from bench.data.pipeline import default_load_size
 from bench.data.synthetic import SyntheticSpec, is_current, spec_fingerprint
 from bench.harness.reuse import finished_run_elsewhere
 from eval.inception import requested_weights
-from safeio.files import cached_sha256_file
 from safeio.images import DataError, count_images
 
 log = logging.getLogger("bench")
@@ -151,10 +150,9 @@ def released_identity(experiment: Experiment, method: MethodSpec, dataset: Datas
                       fingerprint: dict[str, str] | None = None) -> dict[str, Any]:
     """A run of the authors' released files: what it computes is fixed by the files' contents (sha256)
     and the test images it translates (their fingerprint), not by training settings."""
-    from bench.core.released import released_files
+    from bench.core.released import released_digest, released_files
 
-    files = {key: (cached_sha256_file(Path(path)) if Path(path).is_file() else f"missing: {path}")
-             for key, path in sorted(released_files(method.name, method.pretrained).items())}
+    files = {key: released_digest(Path(path)) for key, path in sorted(released_files(method.name, method.pretrained).items())}
     settings = {key: value for key, value in sorted(method.pretrained.items()) if key not in files}
     data = identity_fields(experiment.data)
     test_data = {split: value for split, value in fingerprint.items() if not split.startswith("train")} if fingerprint else None
@@ -236,7 +234,7 @@ def plan_experiment(experiment: Experiment, only: str | None = None, overrides: 
 
 
 def _data_problems(experiment: Experiment) -> list[str]:
-    from bench.core.released import released_files
+    from bench.core.released import released_digest, released_files
 
     root = experiment.data.resolved_root()
     problems = []
@@ -250,7 +248,7 @@ def _data_problems(experiment: Experiment) -> list[str]:
                             f"{how_to_get(dataset.name, root)}")
     for method in experiment.methods:
         for key, path in released_files(method.name, method.pretrained or {}).items():
-            if not Path(path).is_file():
+            if released_digest(Path(path)).startswith("missing:"):   # a file, or a TensorFlow checkpoint's prefix or folder
                 problems.append(f"released weights of {method.label} ({method.name}), {key}: {path} not found")
     for item in experiment.external:
         if not Path(item.folder).is_dir():
