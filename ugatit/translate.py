@@ -28,7 +28,7 @@ from safeio.exits import run_translation_command
 from safeio.files import load_torch_file
 from safeio.tf_checkpoint import is_tf_checkpoint
 from ugatit.compat import is_official_checkpoint, load_official
-from ugatit.networks import PRESETS, Generator
+from ugatit.networks import Generator
 from ugatit.options import UGATITOptions, network_preset
 from ugatit.tf_released import load_tf_checkpoint
 
@@ -58,7 +58,8 @@ def load_generator(checkpoint: str | Path, direction: str, image_size: int | Non
         raise ValueError(f"{checkpoint}: the model was trained at {size} px; --image-size {image_size} does not fit it")
     generator = Generator(options.width, options.n_res, size, options.light, options.norm, options.g_cam, network_preset(options))
     generator.load_state_dict(state["method_state"][name])
-    return generator.to(device).eval(), size, PRESETS[options.preset].data_pipeline
+    # The data pipeline it trained with, as its run recorded it (absent: the paper's).
+    return generator.to(device).eval(), size, (config.get("data") or {}).get("pipeline", "paper")
 
 
 @torch.no_grad()

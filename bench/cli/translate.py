@@ -36,7 +36,9 @@ def method_from_checkpoint(content: dict[str, Any], path: Path, device: torch.de
     cls = method_class(checkpoint["method"])
     options = build(cls.Options, identity.get("options") or {}, path=("options",))
     train = build(TrainConfig, identity.get("train") or {}, path=("train",))
-    method = construct_method(cls, options, train, device)
+    # The data pipeline it trained with: recorded when not the paper's (bench.harness.plan.run_identity).
+    pipeline = (identity.get("data") or {}).get("pipeline", "paper")
+    method = construct_method(cls, options, train, device, pipeline=pipeline)
     method.load_state_dict(checkpoint["method_state"])
     return method, train.image_size, int(checkpoint["step"])
 

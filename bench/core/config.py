@@ -96,6 +96,8 @@ class DataConfig:
     root: str | None = _operational(None)           # datasets folder; None: ${UGATIT_BENCH_DATA} or ./data
     load_size: int | None = None                    # train-time resize before the random crop; None: image_size * 286/256 (paper)
     flip: bool = True                               # random horizontal flip, p = 0.5 (paper, Appendix B.2)
+    pipeline: Literal["method", "paper"] = "method"   # method: each method's authors' augmentation and test resize
+    #   (bench/data/reference_pipelines.py); paper: U-GAT-IT's for every method (load_size and flip apply to it only)
     on_bad_image: Literal["fail", "skip"] = "fail"  # a corrupt or non-image file: stop with its path, or skip it and count
 
     def resolved_root(self) -> Path:
@@ -108,7 +110,8 @@ class TrainConfig:
     batch_size: int = 1                             # paper: 1
     image_size: int = 256                           # square crop fed to the networks (paper: 256)
     lr: float | None = None                         # None: the method's reference learning rate
-    schedule: Literal["method", "constant", "linear_decay"] = "method"  # "method": the method's reference schedule
+    schedule: Literal["method", "constant", "linear_decay", "per_epoch"] = "method"  # "method": the method's reference schedule
+    #   per_epoch: the reference's decay, set once per epoch of its training set (CycleGAN, AGGAN, DRIT, CartoonGAN)
     decay_start: float = 0.5                        # linear_decay: fraction of iterations after which lr decays to 0
     seeds: tuple[int, ...] = (0,)                   # one training run per seed
     checkpoint_every: int = _operational(10_000)    # iterations between checkpoints (and the last one always)

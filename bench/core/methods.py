@@ -76,6 +76,10 @@ class Method(abc.ABC):
     sample_columns: ClassVar[tuple[str, ...]] = ("input", "translation", "cycle")   # titles of sample_sheet's columns
     directions: ClassVar[tuple[str, ...]] = ("a2b", "b2a")   # the directions it can translate (CartoonGAN: a2b)
 
+    # Set by the harness once the method is built (construct_method), read by `set_step` and at test time:
+    train_images: tuple[int, int] | None = None   # training images per domain, for schedules set per epoch; None: unknown
+    pipeline: str | None = None                   # the run's data pipeline (bench/data/pipeline.py); None: data_pipeline(options)
+
     @dataclass(frozen=True)
     class Options:
         """The method's own YAML options (none by default)."""
@@ -158,6 +162,10 @@ class Method(abc.ABC):
 
     def set_step(self, step: int) -> None:
         """Called before each `train_step` with the 0-based iteration, for learning-rate schedules."""
+
+    def resolved_pipeline(self) -> str:
+        """The data pipeline this model's images go through: the run's, else the method's own."""
+        return self.pipeline or self.data_pipeline(self.options)
 
     def prepare_training(self, dataset_dir, settings) -> None:
         """Called before training with the dataset folder and its bench.data.StreamSettings, for a method
@@ -333,9 +341,9 @@ def create_method(name: str, train: TrainConfig | None = None, device: str | tor
 
 
 def build_method(spec: MethodSpec, train: TrainConfig, device: str | torch.device,
-                 train_images: tuple[int, int] | None = None) -> Method:
+                 train_images: tuple[int, int] | None = None, pipeline: str | None = None) -> Method:
     """Build the method of an experiment entry whose options `load_experiment` already validated."""
-    return construct_method(method_class(spec.name), spec.options, train, device, train_images)
+    return construct_method(method_class(spec.name), spec.options, train, device, train_images, pipeline)
 
 
 def resolve_training(cls: type[Method], options: Any, train: TrainConfig,
@@ -353,18 +361,24 @@ def resolve_training(cls: type[Method], options: Any, train: TrainConfig,
                               f"{' without its dataset' if train_images is None else ''}; set train.iterations")
     lr = train.lr if train.lr is not None else getattr(options, "lr", None)
     schedule = cls.reference_schedule if train.schedule == "method" else train.schedule
+    if schedule == "per_epoch" and cls.reference_schedule != "per_epoch":
+        raise ConfigError(f"train.schedule per_epoch: method {cls.name!r} has no per-epoch reference schedule "
+                          "(cyclegan, aggan, drit and cartoongan have); use method, constant or linear_decay")
     return dataclasses.replace(train, iterations=iterations, lr=lr, schedule=schedule)
 
 
 def construct_method(cls: type[Method], options: Any, train: TrainConfig, device: str | torch.device,
-                     train_images: tuple[int, int] | None = None, **built: Any) -> Method:
+                     train_images: tuple[int, int] | None = None, pipeline: str | None = None, **built: Any) -> Method:
     """Build `cls` from validated options: its training settings resolved and checked by the method.
-    `built`: keyword arguments of the method's own constructor (a released-weights loader passes networks
-    it has already filled)."""
+    `train_images` (images per domain) and `pipeline` (the run's data pipeline) are given to the built
+    method. `built`: keyword arguments of the method's own constructor (a released-weights loader passes
+    networks it has already filled)."""
     from bench.core.schema import ConfigError
 
     train = resolve_training(cls, options, train, train_images)
     problems = cls.check_settings(options, train)
     if problems:
         raise ConfigError(f"method {cls.name!r}: " + "; ".join(problems))
-    return cls(options, train, torch.device(device), **built)
+    method = cls(options, train, torch.device(device), **built)
+    method.train_images, method.pipeline = train_images, pipeline
+    return method

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.core.config import TrainConfig
 
 
@@ -32,7 +34,56 @@ def lr_multiplier(step: int, total_steps: int, schedule: str, decay_start: float
         return max(0.0, 1.0 - max(0, step + 1 - decay_from) / decay_steps)
     if schedule == "step":
         return gamma ** ((step + 1) // step_size)
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}; allowed: constant, linear_decay, step")
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; allowed: constant, linear_decay, step "
+                     "(per_epoch is computed by the methods whose reference has it: EpochDecay)")
+
+
+@dataclass(frozen=True)
+class EpochDecay:
+    """A reference's learning rate set once per epoch: in 0-based epoch k the multiplier is
+    1 - max(0, k + shift - decay_from) / (epochs - decay_from + extra), never below 0.
+
+    The authors' codes differ only in `shift` and `extra` (at their own lengths):
+      CycleGAN (LambdaLR, epoch_count 1, stepped after each epoch): 200 epochs, from 100, shift 1, extra 1
+      DRIT (LambdaLR, stepped after each epoch):                  1200 epochs, from 600, shift 0, extra 1
+      AGGAN, CartoonGAN, TF U-GAT-IT (lr set at each epoch's start): from N/2, shift 0, extra 0
+    A run of another length keeps the reference's epoch length (from its training set) and the
+    reference's fraction of constant epochs: `scaled` below."""
+
+    epoch_length: int        # iterations per epoch
+    epochs: int
+    decay_from: int
+    shift: int = 0
+    extra: int = 0
+
+    @classmethod
+    def scaled(cls, total_steps: int, epoch_length: int, reference_epochs: int, reference_decay_from: int,
+               shift: int = 0, extra: int = 0) -> "EpochDecay":
+        """The schedule of a `total_steps` run: ceil(total / epoch_length) epochs (the last one may be
+        short), decaying from int(epochs * reference_decay_from / reference_epochs): the reference's
+        own numbers at its length."""
+        epoch_length = max(1, epoch_length)
+        epochs = max(1, -(-total_steps // epoch_length))
+        return cls(epoch_length, epochs, int(epochs * reference_decay_from / reference_epochs), shift, extra)
+
+    def epoch(self, step: int) -> int:
+        return min(step // self.epoch_length, self.epochs - 1)
+
+    def multiplier(self, step: int) -> float:
+        denominator = self.epochs - self.decay_from + self.extra
+        if denominator <= 0:
+            return 1.0
+        decayed = max(0, self.epoch(step) + self.shift - self.decay_from)
+        return max(0.0, (denominator - decayed) / denominator)
+
+
+def epoch_length(images: int | None, batch_size: int, total_steps: int, reference_epochs: int) -> int:
+    """Iterations per epoch: the reference loader's batches over `images` (a short last batch counts),
+    or, when the training set is unknown (a method built outside a run), the run cut into the
+    reference's number of epochs."""
+    if images is None:
+        return max(1, total_steps // reference_epochs)
+    return max(1, -(-images // batch_size))
 
 
 def epoch_linear_decay(step: int, total_steps: int, epoch_length: int, decay_start: float = 0.5) -> float:
@@ -41,11 +92,7 @@ def epoch_linear_decay(step: int, total_steps: int, epoch_length: int, decay_sta
     epochs and D = int(decay_start * N), epoch e uses 1 while e < D, then (N - e) / (N - D): it never
     reaches 0 (the last epoch trains at 1 / (N - D) of the rate; 1/50 for the paper's 100 epochs)."""
     epochs = max(1, -(-total_steps // epoch_length))
-    decay_epoch = int(decay_start * epochs)
-    epoch = min(step // epoch_length, epochs - 1)
-    if epoch < decay_epoch:
-        return 1.0
-    return (epochs - epoch) / (epochs - decay_epoch)
+    return EpochDecay(epoch_length, epochs, int(decay_start * epochs)).multiplier(step)
 
 
 def set_learning_rate(optimizer, lr: float) -> None:

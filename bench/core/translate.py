@@ -156,7 +156,7 @@ def translate_with_method(method, direction: str, input_dir: Path, output_dir: P
     from bench.core.multimodal import MultimodalMethod, evaluation_translator
     from bench.core.visual import overlay
 
-    pipeline = method.data_pipeline(method.options)
+    pipeline = method.resolved_pipeline()
 
     if isinstance(method, MultimodalMethod):
         settings = method.test_settings(method.options)

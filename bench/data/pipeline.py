@@ -28,11 +28,11 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.data import reference_pipelines
+from bench.data.reference_pipelines import to_tensor
 from safeio.images import BadImageError, DataError, check_images, list_images, load_rgb
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,6 @@ _STREAM_ORDER, _STREAM_AUGMENT = 0, 1
 def default_load_size(image_size: int) -> int:
     """The paper resizes to 286 before cropping 256; other sizes keep that ratio."""
     return int(round(image_size * 286 / 256))
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> 3 x H x W float tensor in [-1, 1]."""
-    return TF.to_tensor(image).mul_(2.0).sub_(1.0)
 
 
 def augment(image: Image.Image, image_size: int, load_size: int, flip: bool, rng: np.random.Generator) -> torch.Tensor:
@@ -83,6 +78,8 @@ class Pipeline:
     train: Callable[[Image.Image, StreamSettings, np.random.Generator], torch.Tensor]
     test: Callable[[Image.Image, int], torch.Tensor]
     description: str
+    paired_rows: bool = False     # AGGAN: fixed rows (A[i mod |A|], B[i mod |B|]), one flip and crop per row
+    uses_data_settings: bool = False   # whether data.load_size and data.flip apply
 
 
 def _paper_train(image: Image.Image, settings: StreamSettings, rng: np.random.Generator) -> torch.Tensor:
@@ -93,12 +90,27 @@ def _tf_ugatit_train(image: Image.Image, settings: StreamSettings, rng: np.rando
     return reference_pipelines.tf_ugatit_train(image, settings.image_size, settings.seed, rng)
 
 
+_R = reference_pipelines
 PIPELINES = {
     "paper": Pipeline(_paper_train, resize_for_test,
-                      "flip p=0.5, PIL bilinear resize to load_size (286 for 256), random crop; test: PIL bilinear resize"),
-    "tf_ugatit": Pipeline(_tf_ugatit_train, reference_pipelines.tf_ugatit_test,
+                      "flip p=0.5, PIL bilinear resize to load_size (286 for 256), random crop; test: PIL bilinear resize",
+                      uses_data_settings=True),
+    "tf_ugatit": Pipeline(_tf_ugatit_train, _R.tf_ugatit_test,
                           "official TF U-GAT-IT: TF1 bilinear resize; one coin per run: flip + resize +30 + crop every "
-                          "image, or none; test: cv2 bilinear resize (data.load_size and data.flip do not apply)"),
+                          "image, or none; test: cv2 bilinear resize"),
+    "cyclegan": Pipeline(lambda image, s, rng: _R.cyclegan_train(image, s.image_size, default_load_size(s.image_size), rng),
+                         _R.cyclegan_test, "CycleGAN's: bicubic resize to 286/256 of the size, random crop, flip; "
+                                           "test: bicubic resize"),
+    "unit": Pipeline(lambda image, s, rng: _R.unit_train(image, s.image_size, rng), _R.unit_test,
+                     "UNIT's and MUNIT's: flip, shorter side to the size, random crop (square images: flip only); "
+                     "test: shorter side to the size"),
+    "drit": Pipeline(lambda image, s, rng: _R.drit_train(image, s.image_size, rng), _R.drit_test,
+                     "DRIT's: bicubic resize to the size, random crop 216/256 of it, flip; test: the centre crop"),
+    "aggan": Pipeline(lambda image, s, rng: _R.aggan_train(image, s.image_size, default_load_size(s.image_size), rng),
+                      _R.aggan_test, "AGGAN's: fixed rows of an A and a B image, TF1 bilinear resize to 286/256 of the "
+                                     "size, one flip and crop per row; test: TF1 bilinear resize", paired_rows=True),
+    "cartoongan": Pipeline(lambda image, s, rng: _R.cartoongan_train(image, s.image_size, rng), _R.cartoongan_test,
+                           "CartoonGAN's: bilinear resize to the size, flip (no crop); test: the same resize"),
 }
 
 
@@ -117,12 +129,15 @@ class DomainStream:
         self.settings = settings
         self.files, self.skipped = check_images(list_images(folder), settings.on_bad_image)
         self._permutations: dict[int, np.ndarray] = {}
+        self.rows: int | None = None   # fixed rows (a paired_rows pipeline): sample i shows file (i mod rows) mod n
 
     def __len__(self) -> int:
         return len(self.files)
 
     def file_at(self, sample: int) -> Path:
         """Which file sample `sample` of the stream shows."""
+        if self.rows is not None:   # the reference's fixed order: row r holds file r mod n, never shuffled
+            return self.files[(sample % self.rows) % len(self.files)]
         epoch, position = divmod(sample, len(self.files))
         if epoch not in self._permutations:
             if len(self._permutations) > 4:   # keep memory flat over a million iterations
@@ -133,7 +148,9 @@ class DomainStream:
 
     def __getitem__(self, sample: int) -> torch.Tensor:
         s = self.settings
-        rng = np.random.default_rng([s.seed, self.domain_id, _STREAM_AUGMENT, sample])
+        # Rows of a paired pipeline share one generator: both images get the same flip and crop.
+        domain = 0 if self.rows is not None else self.domain_id
+        rng = np.random.default_rng([s.seed, domain, _STREAM_AUGMENT, sample])
         path = self.file_at(sample)
         for _ in range(len(self.files)):
             try:
@@ -152,11 +169,14 @@ class DomainStream:
 
 
 class UnpairedTrainingSet(Dataset):
-    """Item i is (sample i of domain A's stream, sample i of domain B's stream): unpaired, independent."""
+    """Item i is (sample i of domain A's stream, sample i of domain B's stream): unpaired, independent;
+    or, for a pipeline with paired_rows (AGGAN's), row i of the reference's fixed list of pairs."""
 
     def __init__(self, dataset_dir: Path, settings: StreamSettings):
         self.stream_a = DomainStream(Path(dataset_dir) / "trainA", "A", settings)
         self.stream_b = DomainStream(Path(dataset_dir) / "trainB", "B", settings)
+        if pipeline(settings.pipeline).paired_rows:
+            self.stream_a.rows = self.stream_b.rows = max(len(self.stream_a), len(self.stream_b))
 
     def __getitem__(self, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.stream_a[sample], self.stream_b[sample]

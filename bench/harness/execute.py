@@ -43,7 +43,7 @@ from bench.core.translate import completeness_problem, read_manifest, translate_
 from bench.data.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.data.pipeline import SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size
 from bench.data.synthetic import SyntheticSpec, write_dataset
-from bench.harness.plan import RESULT_FILE, TrainingRun
+from bench.harness.plan import RESULT_FILE, TrainingRun, planned_train_images, run_pipeline
 from bench.harness.reuse import TRAINED_MARKER, adopt_finished_run, record_finished_run
 from safeio.environment import git_revision, package_versions, resolve_device
 from safeio.files import InputError, atomic_write_json, read_json
@@ -151,6 +151,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
     if train_config is None:
         raise DataError(f"{dataset_dir}: the dataset was missing when the experiment was planned; run it again")
     image_size, total = train_config.image_size, train_config.iterations
+    pipeline_name = run_pipeline(experiment, training.method)   # the authors' data pipeline, or the paper's
 
     # Train, unless finished (or --eval-only, which scores whatever checkpoint there is). The authors'
     # released weights (a `pretrained:` entry) are loaded instead: nothing is trained, step 0.
@@ -169,6 +170,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
                         if hasattr(training.method.options, name)}   # how a multimodal model draws its test codes
         method = load_released(training.method.name, device, image_size=image_size, train=train_config,
                                **training.method.pretrained, **test_options)
+        method.pipeline = pipeline_name
         steps = 0
         if marker is None:
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": 0, "released": training.method.pretrained})
@@ -176,17 +178,17 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
         if eval_only:
             if not checkpoint_path(run_dir).exists():
                 raise RunNotTrained(f"{run_dir}: no checkpoint to score; run without --eval-only to train it")
-            method, steps = _method_from_checkpoint(training, train_config, device)
+            method, steps = _method_from_checkpoint(training, train_config, device, pipeline_name)
         else:
-            pipeline = method_registry.method_class(training.method.name).data_pipeline(training.method.options)
             settings = StreamSettings(image_size=image_size, load_size=experiment.data.load_size or default_load_size(image_size),
                                       flip=experiment.data.flip, seed=training.seed, on_bad_image=experiment.data.on_bad_image,
-                                      pipeline=pipeline)
+                                      pipeline=pipeline_name)
             training_set = UnpairedTrainingSet(dataset_dir, settings)
-            samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image, pipeline)
+            samples = tuple(_first_images(dataset_dir / split, image_size, experiment.data.on_bad_image, pipeline_name)
                             for split in ("testA", "testB"))
             torch.manual_seed(training.seed)  # network initialisation
-            method = method_registry.build_method(training.method, train_config, device)
+            method = method_registry.build_method(training.method, train_config, device,
+                                                  planned_train_images(experiment, training.dataset), pipeline_name)
             method.prepare_training(dataset_dir, settings)
             log.info("training %s on %s, seed %d, %d iterations, in %s", training.variant, training.dataset.name,
                      training.seed, total, run_dir)
@@ -217,7 +219,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
             if problem != "no manifest":
                 log.info("translating %s again: %s", output, problem)
             if method is None:
-                method, _ = _method_from_checkpoint(training, train_config, device)
+                method, _ = _method_from_checkpoint(training, train_config, device, pipeline_name)
             translate_with_method(method, direction, dataset_dir / source_split, output, image_size, device,
                                   on_bad_image=experiment.data.on_bad_image, progress=progress,
                                   extra_manifest={"direction": direction, "step": steps},
@@ -238,10 +240,10 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
     return work
 
 
-def _method_from_checkpoint(training: TrainingRun, train_config, device: torch.device):
+def _method_from_checkpoint(training: TrainingRun, train_config, device: torch.device, pipeline_name: str):
     """The run's method restored from its checkpoint, and the checkpoint's step (one read of the file)."""
     checkpoint = load_checkpoint(checkpoint_path(training.run_dir), expected_identity=training.identity)
-    method = method_registry.build_method(training.method, train_config, device)
+    method = method_registry.build_method(training.method, train_config, device, pipeline=pipeline_name)
     method.load_state_dict(checkpoint["method_state"])
     return method, int(checkpoint["step"])
 

@@ -27,7 +27,7 @@ from bench.core.config import DatasetSpec, Experiment, MethodSpec, TrainConfig, 
 from bench.core.schema import ConfigError
 from bench.data.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.data.fingerprint import dataset_fingerprint
-from bench.data.pipeline import default_load_size
+from bench.data.pipeline import default_load_size, pipeline
 from bench.data.synthetic import SyntheticSpec, is_current, spec_fingerprint
 from bench.harness.reuse import finished_run_elsewhere
 from eval.inception import requested_weights
@@ -112,6 +112,14 @@ def planned_train_images(experiment: Experiment, dataset: DatasetSpec) -> tuple[
     return counts if all(counts) else None
 
 
+def run_pipeline(experiment: Experiment, method: MethodSpec) -> str:
+    """The data pipeline of a method's runs (bench/data/pipeline.py): its authors' (data.pipeline: method,
+    the default), or the paper's for every method (data.pipeline: paper)."""
+    if experiment.data.pipeline == "paper":
+        return "paper"
+    return method_registry.method_class(method.name).data_pipeline(method.options)
+
+
 def data_fingerprint(experiment: Experiment, dataset: DatasetSpec) -> dict[str, str] | None:
     """What a run's identity records of its data (bench/data/fingerprint.py): a synthetic dataset by its
     generator's settings, any other by the contents of its four splits; None while it is missing."""
@@ -142,6 +150,12 @@ def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpe
     data = identity_fields(experiment.data)   # without data.root: where the data lives changes nothing
     data["load_size"] = experiment.data.load_size or default_load_size(train.image_size)
     data["fingerprint"] = fingerprint
+    data.pop("pipeline")
+    pipeline_name = run_pipeline(experiment, method)
+    if pipeline_name != "paper":   # absent: the paper's pipeline (every run before the authors' pipelines came)
+        data["pipeline"] = pipeline_name
+    if not pipeline(pipeline_name).uses_data_settings:
+        data.pop("load_size"), data.pop("flip")
     return {"method": method.name, "options": method_class.identity_options(method.options, train),
             "dataset": dataset.name, "seed": seed, "train": train_fields, "data": data}
 
@@ -156,8 +170,10 @@ def released_identity(experiment: Experiment, method: MethodSpec, dataset: Datas
     settings = {key: value for key, value in sorted(method.pretrained.items()) if key not in files}
     data = identity_fields(experiment.data)
     test_data = {split: value for split, value in fingerprint.items() if not split.startswith("train")} if fingerprint else None
+    pipeline_name = run_pipeline(experiment, method)   # its test resize
     return {"method": method.name, "released": files, **({"settings": settings} if settings else {}), "dataset": dataset.name,
-            "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"], "fingerprint": test_data}}
+            "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"], "fingerprint": test_data,
+                                                                **({"pipeline": pipeline_name} if pipeline_name != "paper" else {})}}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

@@ -18,8 +18,9 @@ from bench.core.config import Experiment, ExternalResult
 from bench.core.multimodal import evaluation_key
 from bench.core.translate import MANIFEST as TRANSLATION_MANIFEST
 from bench.data.datasets import CATALOGUE, PAPER_DATASETS, dataset_info
+from bench.data.pipeline import pipeline
 from bench.harness.execute import Scoring, splits
-from bench.harness.plan import RESULT_FILE, Plan, slug, training_images
+from bench.harness.plan import RESULT_FILE, Plan, run_pipeline, slug, training_images
 from safeio.files import atomic_write_json, read_json
 
 log = logging.getLogger("bench")
@@ -102,6 +103,10 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
                 training.method.options, training_images(experiment.data.resolved_root() / training.dataset.name))
         if reference and record["steps"] < reference:
             run_notes.append(f"trained {record['steps']:,} iterations (reference length: {reference:,})")
+        own = method_class.data_pipeline(training.method.options)
+        if run_pipeline(experiment, training.method) != own:
+            run_notes.append(f"{training.variant} on the paper's U-GAT-IT data pipeline (data.pipeline: paper), not its "
+                             f"authors' ({pipeline(own).description})")
         if experiment.train.image_size != PAPER_IMAGE_SIZE:
             run_notes.append(f"{experiment.train.image_size} px images (paper: {PAPER_IMAGE_SIZE})")
         test_settings = method_class.test_settings(training.method.options)
