@@ -30,20 +30,24 @@ nets are frozen, each discriminator sees x * 1[s >= tau], tau = 0.1, with s the 
 image (real) or of the source of the fake, and its IN is off (the parameters stay).
 Per iteration, in the reference's order: G_A with att_A, then D_B, then G_B with att_B (on a fresh
 forward pass through the updated G_A), then D_A.
+Padding as TensorFlow's "SAME" (`tf_padding`, on by default): the reference's stride-2 3x3 convs pad
+one row and column after, none before, and its stride-2 transposed convs keep the first 2H rows of
+the full output (baselines/blocks.py); torch's symmetric padding samples the grid one pixel earlier.
 Optimisation: Adam, betas (0.5, 0.999), no weight decay; batch 1; conv weights truncated N(0, 0.02),
 biases 0, IN scales truncated N(1, 0.02). The reference code's defaults: lr 2e-4, 200 epochs of
-max(|A|, |B|) iterations, constant for the first half then linearly to 0, switch at epoch 30 (its
-horse2zebra configuration: lr 1e-4 and 100 epochs: set `lr` and `epochs`).
-The epoch-based schedule in iterations: the switch comes after switch_epoch / epochs of the run's
-iterations, i.e. after 30 epochs of max(|A|, |B|) iterations at the reference length, and at the same
-fraction of a shorter run.
+max(|A|, |B|) iterations, the rate set at each epoch's start: constant for the first half, then
+lr * (1 - (epoch - half) / half) (the last epoch at lr / half); switch at epoch 30. Its per-dataset
+configurations (configs/exp_*.json) change lr and epochs: horse2zebra, apple2orange and lion2tiger 1e-4
+and 100 epochs, summer2winter the defaults; the paper's other datasets have none (the defaults apply),
+and experiments/main.yaml sets horse2zebra's. A shorter run keeps the epoch length and puts the
+switch and the decay at the same fractions of its epochs.
+Data: the reference's pipeline (`aggan`): fixed rows (A[i mod |A|], B[i mod |B|]) in order, TF1 bilinear
+resize to 286/256 of the size, one random flip and crop per row for both images.
 Test time: one output per image, soft attention compositing; the attention map is drawn beside it.
 
 Differences from the reference, all stated:
-  - The learning rate decays per iteration and reaches 0 (the reference steps per epoch and ends at
-    lr / (epochs / 2)).
-  - Data: the shared pipeline (flip, bilinear resize to 286/256 of the size, random crop), as the
-    reference; tests resize to the image size instead of the reference test loader's random crop.
+  - Tests resize to the image size (TF1 bilinear) instead of the reference test loader's random crop
+    from 286, which would make a score depend on a crop draw.
   - Adam's bias corrections are per optimiser (the reference's TF1 Adam shares them between its four
     updates; the difference fades within a few hundred iterations).
 """
@@ -57,12 +61,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from baselines.blocks import TFSameConv2d, TFSameConvTranspose2d
 from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.cyclegan import ImagePool
 from bench.core.config import TrainConfig
 from bench.core.gan import adam, lsgan
 from bench.core.methods import Method, check_direction, register_method
-from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from bench.core.schedule import EpochDecay, epoch_length, lr_multiplier, resolve_schedule, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class AGGANOptions:
     epochs: int = 200                # ... of this many (the reference length, of max(|A|, |B|) iterations)
     pool_size: int = 50
     lr: float = 2e-4                 # train.lr overrides it
+    tf_padding: bool = True          # TensorFlow "SAME" padding of the stride-2 convs (reference); false: torch's symmetric
 
 
 def instance_norm(channels: int) -> nn.InstanceNorm2d:
@@ -101,18 +107,29 @@ def conv_in_relu(in_channels: int, out_channels: int, kernel: int, stride: int =
             instance_norm(out_channels), nn.ReLU(inplace=True)]
 
 
-def generator(width: int, n_blocks: int) -> nn.Sequential:
-    layers = [*conv_in_relu(3, width, 7, padding=3), *conv_in_relu(width, width * 2, 3, 2, 1),
-              *conv_in_relu(width * 2, width * 4, 3, 2, 1), *[ResidualBlock(width * 4, "zeros") for _ in range(n_blocks)]]
-    for channels in (width * 4, width * 2):
-        layers += [nn.ConvTranspose2d(channels, channels // 2, 3, 2, 1, output_padding=1), instance_norm(channels // 2),
-                   nn.ReLU(inplace=True)]
+def down_in_relu(in_channels: int, out_channels: int, tf_padding: bool) -> list[nn.Module]:
+    """The reference's 3x3 stride-2 "SAME" conv, IN, ReLU."""
+    conv = TFSameConv2d(in_channels, out_channels, 3, 2) if tf_padding else nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+    return [conv, instance_norm(out_channels), nn.ReLU(inplace=True)]
+
+
+def up_in_relu(in_channels: int, out_channels: int, tf_padding: bool) -> list[nn.Module]:
+    """The reference's 3x3 stride-2 "SAME" transposed conv, IN, ReLU."""
+    conv = (TFSameConvTranspose2d(in_channels, out_channels, 3, 2) if tf_padding
+            else nn.ConvTranspose2d(in_channels, out_channels, 3, 2, 1, output_padding=1))
+    return [conv, instance_norm(out_channels), nn.ReLU(inplace=True)]
+
+
+def generator(width: int, n_blocks: int, tf_padding: bool = True) -> nn.Sequential:
+    layers = [*conv_in_relu(3, width, 7, padding=3), *down_in_relu(width, width * 2, tf_padding),
+              *down_in_relu(width * 2, width * 4, tf_padding), *[ResidualBlock(width * 4, "zeros") for _ in range(n_blocks)],
+              *up_in_relu(width * 4, width * 2, tf_padding), *up_in_relu(width * 2, width, tf_padding)]
     return nn.Sequential(*layers, nn.Conv2d(width, 3, 7, padding=3), nn.Tanh())
 
 
-def attention_network() -> nn.Sequential:
+def attention_network(tf_padding: bool = True) -> nn.Sequential:
     """x -> s in (0, 1), N x 1 x H x W (the reference's widths: 32, 64)."""
-    return nn.Sequential(*conv_in_relu(3, 32, 7, 2, 3, "reflect"), *conv_in_relu(32, 64, 3, 2, 1), ResidualBlock(64, "reflect"),
+    return nn.Sequential(*conv_in_relu(3, 32, 7, 2, 3, "reflect"), *down_in_relu(32, 64, tf_padding), ResidualBlock(64, "reflect"),
                          nn.Upsample(scale_factor=2, mode="nearest"), *conv_in_relu(64, 64, 1),
                          nn.Upsample(scale_factor=2, mode="nearest"), *conv_in_relu(64, 32, 1),
                          nn.Conv2d(32, 1, 1), nn.Sigmoid())
@@ -146,7 +163,11 @@ class AGGANMethod(Method):
     """AGGAN; see the module docstring."""
 
     Options = AGGANOptions
-    reference_schedule = "linear_decay"
+    reference_schedule = "per_epoch"
+
+    @classmethod
+    def data_pipeline(cls, options: AGGANOptions) -> str:
+        return "aggan"
     sample_columns = ("input", "attention", "translation", "cycle")
     attention_is_probability = True   # its attention maps are drawn on their own [0, 1] scale, not stretched
 
@@ -180,8 +201,8 @@ class AGGANMethod(Method):
 
     def __init__(self, options: AGGANOptions, train: TrainConfig, device: torch.device):
         super().__init__(options, train, device)
-        self.gen_a2b, self.gen_b2a = generator(options.width, options.n_blocks), generator(options.width, options.n_blocks)
-        self.attention_a, self.attention_b = attention_network(), attention_network()
+        self.gen_a2b, self.gen_b2a = (generator(options.width, options.n_blocks, options.tf_padding) for _ in range(2))
+        self.attention_a, self.attention_b = attention_network(options.tf_padding), attention_network(options.tf_padding)
         self.dis_a, self.dis_b = Discriminator(options.dis_width), Discriminator(options.dis_width)
         self.networks = nn.ModuleDict({"gen_a2b": self.gen_a2b, "gen_b2a": self.gen_b2a, "attention_a": self.attention_a,
                                        "attention_b": self.attention_b, "dis_a": self.dis_a, "dis_b": self.dis_b})
@@ -195,7 +216,6 @@ class AGGANMethod(Method):
         self.optim_dis_b = adam(self.dis_b.parameters(), lr=self.base_lr)
         self.schedule = resolve_schedule(train, self.reference_schedule)
         self.pool_a, self.pool_b = ImagePool(options.pool_size), ImagePool(options.pool_size)
-        self.switch_step = round(train.iterations * options.switch_epoch / options.epochs)
         self.set_step(0)
 
     def _initialise(self) -> None:
@@ -212,12 +232,25 @@ class AGGANMethod(Method):
     def set_step(self, step: int) -> None:
         """The learning rate, and the phase: attention learning (tau = 0, discriminators with IN) before
         the switch step, frozen attention and masked discriminator inputs (tau, no IN) from it on."""
-        lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
+        epochs = self.epoch_schedule()
+        self.switch_step = min(round(epochs.epochs * self.options.switch_epoch / self.options.epochs) * epochs.epoch_length,
+                               self.train_config.iterations)
+        if self.schedule == "per_epoch":
+            lr = self.base_lr * epochs.multiplier(step)
+        else:
+            lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
         for optimizer in (self.optim_a2b, self.optim_b2a, self.optim_dis_a, self.optim_dis_b):
             set_learning_rate(optimizer, lr)
         self.attention_frozen = step >= self.switch_step
         self.tau = self.options.threshold if self.attention_frozen else 0.0
         self.dis_a.use_norm = self.dis_b.use_norm = not self.attention_frozen
+
+    def epoch_schedule(self) -> EpochDecay:
+        """main.py's: epochs of max(|A|, |B|) rows; lr * (1 - (epoch - half) / half) from half of the epochs."""
+        t = self.train_config
+        length = epoch_length(max(self.train_images) if self.train_images else None, t.batch_size, t.iterations,
+                              self.options.epochs)
+        return EpochDecay.scaled(t.iterations, length, self.options.epochs, self.options.epochs // 2)
 
     def extra_stats(self) -> dict[str, float]:
         return {"lr": self.optim_a2b.param_groups[0]["lr"], "attention_frozen": float(self.attention_frozen)}

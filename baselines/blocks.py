@@ -104,3 +104,39 @@ def discriminator_scales(image_size: int, wanted: int) -> int:
         scales += 1
         size = (size + 1) // 2
     return scales
+
+
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding of one axis: (before, after). The total makes ceil(size / stride)
+    outputs; the smaller half goes before. With a 3x3 kernel and stride 2 on an even size: (0, 1), where
+    torch's padding=1 gives (1, 1) and samples the grid one pixel earlier."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class TFSameConv2d(nn.Conv2d):
+    """A convolution with TensorFlow's "SAME" zero padding (same parameters as nn.Conv2d)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int):
+        super().__init__(in_channels, out_channels, kernel, stride, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = tf_same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
+        left, right = tf_same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+class TFSameConvTranspose2d(nn.ConvTranspose2d):
+    """TensorFlow's conv2d_transpose with "SAME": stride x the input size, the full transposed convolution
+    ((H - 1) * stride + kernel rows) cut by (kernel - stride) // 2 rows before and the rest after. With 3x3
+    and stride 2 that is none before and one after, where torch's padding=1, output_padding=1 cuts one
+    before: the output grid is shifted by one pixel."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int):
+        super().__init__(in_channels, out_channels, kernel, stride, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = super().forward(x)
+        height, width = x.shape[-2] * self.stride[0], x.shape[-1] * self.stride[1]
+        top, left = max(self.kernel_size[0] - self.stride[0], 0) // 2, max(self.kernel_size[1] - self.stride[1], 0) // 2
+        return full[..., top:top + height, left:left + width]

@@ -21,20 +21,30 @@ log-likelihood GAN):
                  (baselines/edge_smoothing.py) and pooled generated images (an image pool of 50)
   generator      (D(G(p)) - 1)^2 + omega 10 * |VGG(G(p)) - VGG(p)|_1 (content loss, conv4_4 before ReLU)
 Phases: initialisation (content loss only, generator alone; paper Sec. 3.3) for the reference's
-10 + 10 epochs at 2e-4 (constant, then linearly to 0), then adversarial training at 1e-5 for
-100 + 100 epochs (constant, then linearly to 0); the generator's Adam state carries over.
-Optimisation: Adam, betas (0.5, 0.999), no weight decay; batch 8; conv weights N(0, 0.02), biases 0.
-An epoch is |photos| / 8 iterations; the initialisation phase is 20 of the 220 epochs, so it takes
-20/220 of any run's iterations. Edge-smoothed batches are drawn independently of the cartoon batches
+10 + 10 epochs at 2e-4, then adversarial training at 1e-5 for 100 + 100 epochs; the generator's Adam
+state carries over. The rate is set once per epoch, as train.lua's UpdateLearningRate: within a phase
+of N epochs, epoch k trains at 1 - max(0, k - N/2) / (N/2) of its rate (the last one at 1/10 and
+1/100 of it). An epoch is ceil(|photos| / batch) iterations (batch 8); a shorter run keeps that
+length and gives the initialisation 20/220 of its epochs (at least one when it has two).
+Bias-free in effect: the reference zeroes every conv and transposed-conv bias of G and D at the start
+of each update (util.BiasZero at the top of its G and D closures, both phases); so does this one.
+The biases then take one Adam step, which the next update zeroes again: a saved model carries the
+last step's biases, as the reference's do.
+Image pool: the reference's ImagePool:Query stores and swaps whole batches (50 batches of 8).
+Optimisation: Adam, betas (0.5, 0.999), no weight decay; conv weights N(0, 0.02), biases 0.
+Data: the reference's pipeline (`cartoongan`: resize to the size, flip, no crop) for photos, cartoons
+and edge-smoothed cartoons. Edge-smoothed batches are drawn independently of the cartoon batches
 (a seeded stream of their own, so a resumed run continues exactly).
 
 Differences from the reference, all stated:
   - VGG19 from torchvision (RGB in [0, 1], ImageNet mean and std) at the image's own size; the
-    reference fed the Caffe weights a 224 px, mean-subtracted 0-255 image.
-  - Data: the shared pipeline (flip, resize to 286/256 of the size, random crop) for photos, cartoons
-    and edge-smoothed cartoons; the reference resizes to 256 and flips.
-  - Each generator step runs the discriminator afresh on the current fake (the reference reuses the
-    discriminator's cached forward pass).
+    reference fed the Caffe weights a 224 px, mean-subtracted 0-255 BGR image (its loader turns every
+    image to BGR, so its whole model trains in BGR).
+  - Each generator step runs the discriminator afresh on the current fake. The reference's generator
+    closure reuses the discriminator's output from its last forward pass, which was on the pooled
+    fakes (old generator outputs half of the time once the pool is full), and back-propagates that
+    gradient into the current generator output: a gradient of another image. A fresh pass costs one
+    discriminator forward and gives the gradient the paper's loss defines.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from baselines.vgg import RANDOM_WEIGHTS, VGG_WEIGHTS_ENV, VGGContent, resolve_v
 from bench.core.config import TrainConfig
 from bench.core.gan import adam, lsgan
 from bench.core.methods import Method, check_direction, register_method
-from bench.core.schedule import lr_multiplier, set_learning_rate
+from bench.core.schedule import EpochDecay, epoch_length, lr_multiplier, resolve_schedule, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,7 @@ class CartoonGANMethod(Method):
     """CartoonGAN; see the module docstring."""
 
     Options = CartoonGANOptions
-    reference_schedule = "linear_decay"      # within each phase: constant, then linearly to 0
+    reference_schedule = "per_epoch"        # within each phase: constant, then down once per epoch
     directions = ("a2b",)                    # photo (A) -> cartoon (B)
     sample_columns = ("input", "translation")
 
@@ -141,6 +151,10 @@ class CartoonGANMethod(Method):
         if min(options.width, options.dis_width, options.epochs) < 1 or options.n_blocks < 0 or options.init_epochs < 0:
             problems.append("width, dis_width and epochs must be at least 1, n_blocks and init_epochs at least 0")
         return problems
+
+    @classmethod
+    def data_pipeline(cls, options: CartoonGANOptions) -> str:
+        return "cartoongan"
 
     @classmethod
     def identity_options(cls, options: CartoonGANOptions, train) -> dict[str, Any]:
@@ -156,7 +170,7 @@ class CartoonGANMethod(Method):
     def reference_iterations(cls, options: CartoonGANOptions, train_images: tuple[int, int] | None) -> int | None:
         if not train_images:
             return None
-        return (options.init_epochs + options.epochs) * max(train_images[0] // 8, 1)   # batches of 8 photos
+        return (options.init_epochs + options.epochs) * -(-train_images[0] // 8)   # batches of 8 photos
 
     @classmethod
     def deviations(cls, options: CartoonGANOptions, train: TrainConfig) -> list[str]:
@@ -190,9 +204,7 @@ class CartoonGANMethod(Method):
         self.main_lr = train.lr if train.lr is not None else options.lr
         self.g_optim = adam(self.generator.parameters(), lr=options.init_lr)
         self.d_optim = adam(self.discriminator.parameters(), lr=self.main_lr)
-        self.pool = ImagePool(options.pool_size)
-        total = options.init_epochs + options.epochs
-        self.init_steps = round(train.iterations * options.init_epochs / total)
+        self.pool = ImagePool(options.pool_size, whole_batches=True)
         self.edge_smoothed = None
         self.step = 0
         self.set_step(0)
@@ -205,20 +217,48 @@ class CartoonGANMethod(Method):
         self.edge_smoothed = DomainStream(smoothed_folder(dataset_dir / "trainB"), "B_smoothed", settings)
 
     # -- phases and learning rate ----------------------------------------------------------------
+    def phases(self) -> tuple[int, EpochDecay, EpochDecay]:
+        """(the initialisation's length in iterations, its schedule, the adversarial phase's schedule)."""
+        o, t = self.options, self.train_config
+        photos = self.train_images[0] if self.train_images else None
+        length = epoch_length(photos, t.batch_size, t.iterations, o.init_epochs + o.epochs)
+        epochs = -(-t.iterations // length)
+        init_epochs = round(epochs * o.init_epochs / (o.init_epochs + o.epochs))
+        if o.init_epochs and epochs >= 2:
+            init_epochs = max(init_epochs, 1)
+        init_steps = min(init_epochs * length, t.iterations)
+        init = EpochDecay.scaled(max(init_steps, 1), length, max(o.init_epochs, 1), o.init_epochs // 2)
+        main = EpochDecay.scaled(max(t.iterations - init_steps, 1), length, o.epochs, o.epochs // 2)
+        return init_steps, init, main
+
     @property
     def initialising(self) -> bool:
         return self.step < self.init_steps
 
     def set_step(self, step: int) -> None:
-        """Within each phase: constant for its first half, then linearly to 0 (the reference's schedule)."""
+        """Within each phase: constant for its first half of epochs, then down once per epoch (the reference's)."""
         self.step = step
+        self.init_steps, init, main = self.phases()
+        schedule = resolve_schedule(self.train_config, self.reference_schedule)
+        phase, local, length = (init, step, self.init_steps) if self.initialising else \
+            (main, step - self.init_steps, self.train_config.iterations - self.init_steps)
+        if schedule == "per_epoch":
+            multiplier = phase.multiplier(local)
+        else:   # constant, or linear_decay per iteration within each phase
+            multiplier = lr_multiplier(local, length, schedule, 0.5)
         if self.initialising:
-            local, length, lr = step, self.init_steps, self.options.init_lr
+            set_learning_rate(self.g_optim, self.options.init_lr * multiplier)
+            set_learning_rate(self.d_optim, self.main_lr)   # not trained in this phase
         else:
-            local, length, lr = step - self.init_steps, self.train_config.iterations - self.init_steps, self.main_lr
-        multiplier = 1.0 if self.train_config.schedule == "constant" else lr_multiplier(local, length, "linear_decay", 0.5)
-        set_learning_rate(self.g_optim, lr * multiplier)
-        set_learning_rate(self.d_optim, self.main_lr * multiplier)
+            set_learning_rate(self.g_optim, self.main_lr * multiplier)
+            set_learning_rate(self.d_optim, self.main_lr * multiplier)
+
+    def zero_biases(self) -> None:
+        """util.BiasZero on G and D, at the start of each update of the reference (both phases)."""
+        with torch.no_grad():
+            for layer in self.networks.modules():
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                    layer.bias.zero_()
 
     def extra_stats(self) -> dict[str, float]:
         return {"lr": self.g_optim.param_groups[0]["lr"], "initialising": float(self.initialising)}
@@ -238,6 +278,7 @@ class CartoonGANMethod(Method):
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, Any]:
         o = self.options
         if self.initialising:   # content loss only: the generator learns to reconstruct the photo's content
+            self.zero_biases()
             content = self._content_loss(real_a, self.generator(real_a))
             loss = o.content_weight * content
             self.g_optim.zero_grad(set_to_none=True)
@@ -246,6 +287,7 @@ class CartoonGANMethod(Method):
             return {"loss_G": loss.detach(), "G_content": content.detach()}
 
         smoothed = self._smoothed_batch(real_b.shape[0])
+        self.zero_biases()
         with torch.no_grad():
             pooled = self.pool.query(self.generator(real_a))
         logits = self.discriminator(torch.cat([real_b, smoothed, pooled]))
@@ -255,6 +297,7 @@ class CartoonGANMethod(Method):
         d_loss.backward(inputs=list(self.discriminator.parameters()))
         self.d_optim.step()
 
+        self.zero_biases()
         fake = self.generator(real_a)
         adversarial = lsgan(self.discriminator(fake), 1.0)
         content = self._content_loss(real_a, fake)

@@ -26,11 +26,13 @@ Losses per iteration (the same defaults for every dataset):
 Optimisation: Adam 2e-4, betas (0.5, 0.999), no weight decay; weights N(0, 0.02), biases 0; image pools
 of 50 past fakes per discriminator; batch 1; 200 epochs of max(|A|, |B|) iterations.
 
+Schedule: the reference's, set once per epoch (its LambdaLR, stepped after each epoch): epoch k (0-based)
+trains at 1 - max(0, k + 1 - 100) / 101 of the rate, so the last epoch at 1/101. Epochs are of
+max(|A|, |B|) / batch iterations; a shorter run keeps that length and the same half of constant epochs.
+Data: the reference's pipeline (bench/data/reference_pipelines.py, `cyclegan`): bicubic resize to
+286/256 of the size, random crop, flip; test: bicubic resize.
+
 Differences from the reference, all stated:
-  - The schedule is per iteration: constant for the first half of the iterations, then linear to 0.
-    The reference steps once per epoch (100 constant epochs, then 100 decaying ones) and ends at lr/101.
-  - Data comes from the shared pipeline: flip, bilinear resize to 286/256 of the size, random crop;
-    the reference resizes with bicubic interpolation.
   - The same mathematics with less work: each generator runs twice per iteration (translation and
     identity batched, then the cycle), not three times, and the generator update computes no
     discriminator gradients (the reference freezes them; here backward asks for generator
@@ -52,7 +54,7 @@ from baselines.conventions import image_size_problems, reimplementation_note
 from bench.core.config import TrainConfig
 from bench.core.gan import adam, initialise_normal, lsgan
 from bench.core.methods import Method, check_direction, register_method
-from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from bench.core.schedule import EpochDecay, epoch_length, lr_multiplier, resolve_schedule, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -108,32 +110,38 @@ class PatchDiscriminator(nn.Sequential):
 class ImagePool:
     """The reference's history of generated images (Shrivastava et al. 2017). Per image: while fewer than
     `size` are stored, store it and return it; afterwards, with probability 1/2 return a random stored
-    image and store the new one in its place, else return the new one."""
+    image and store the new one in its place, else return the new one.
 
-    def __init__(self, size: int):
+    `whole_batches`: the same rule with a whole batch as the unit (CartoonGAN's Lua pool, ImagePool:Query,
+    stores up to `size` batches and swaps a stored batch for the new one as a whole)."""
+
+    def __init__(self, size: int, whole_batches: bool = False):
         self.size = size
-        self.images: torch.Tensor | None = None   # size x 3 x H x W once the first image arrives
+        self.whole_batches = whole_batches
+        self.images: torch.Tensor | None = None   # size x (unit shape) once the first unit arrives
         self.count = 0
 
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
             return images
-        returned = []
-        for image in images.detach():
-            if self.images is None:
-                self.images = torch.empty((self.size, *image.shape), dtype=image.dtype, device=image.device)
-            if self.count < self.size:
-                self.images[self.count] = image
-                self.count += 1
-                returned.append(image)
-            elif torch.rand(()).item() > 0.5:
-                index = int(torch.randint(self.size, ()).item())
-                returned.append(self.images[index].clone())
-                self.images[index] = image
-            else:
-                returned.append(image)
-        return torch.stack(returned)
+        units = [images.detach()] if self.whole_batches else list(images.detach())
+        returned = [self._exchange(unit) for unit in units]
+        return returned[0] if self.whole_batches else torch.stack(returned)
+
+    def _exchange(self, unit: torch.Tensor) -> torch.Tensor:
+        if self.images is None:
+            self.images = torch.empty((self.size, *unit.shape), dtype=unit.dtype, device=unit.device)
+        if self.count < self.size:
+            self.images[self.count] = unit
+            self.count += 1
+            return unit
+        if torch.rand(()).item() > 0.5:
+            index = int(torch.randint(self.size, ()).item())
+            stored = self.images[index].clone()
+            self.images[index] = unit
+            return stored
+        return unit
 
     def state_dict(self) -> dict[str, Any]:
         stored = self.images[:self.count].clone() if self.images is not None else torch.empty(0)
@@ -153,7 +161,11 @@ class CycleGANMethod(Method):
     """CycleGAN; see the module docstring."""
 
     Options = CycleGANOptions
-    reference_schedule = "linear_decay"      # constant for half the iterations, then linear to 0
+    reference_schedule = "per_epoch"        # the reference's LambdaLR, stepped once per epoch
+
+    @classmethod
+    def data_pipeline(cls, options: CycleGANOptions) -> str:
+        return "cyclegan"
 
     @classmethod
     def check_settings(cls, options: CycleGANOptions, train: TrainConfig) -> list[str]:
@@ -198,8 +210,18 @@ class CycleGANMethod(Method):
         self.pool_a, self.pool_b = ImagePool(options.pool_size), ImagePool(options.pool_size)
         self.untrained_directions: set[str] = set()   # a released generator loaded for one direction only (bench.cli.released)
 
+    def epoch_schedule(self) -> EpochDecay:
+        """The reference's: n_epochs 100 constant, n_epochs_decay 100, 1 - max(0, k + 1 - 100) / 101."""
+        t = self.train_config
+        length = epoch_length(max(self.train_images) if self.train_images else None, t.batch_size, t.iterations,
+                              self.options.epochs)
+        return EpochDecay.scaled(t.iterations, length, self.options.epochs, self.options.epochs // 2, shift=1, extra=1)
+
     def set_step(self, step: int) -> None:
-        lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
+        if self.schedule == "per_epoch":
+            lr = self.base_lr * self.epoch_schedule().multiplier(step)
+        else:
+            lr = self.base_lr * lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
         set_learning_rate(self.g_optim, lr)
         set_learning_rate(self.d_optim, lr)
 

@@ -47,7 +47,13 @@ on D_X2/D_Y2, latent regression, mode seeking); the attribute encoders take no g
 Optimisation: Adam 1e-4, betas (0.5, 0.999), weight decay 1e-4 everywhere; D^c at 1e-4 / 2.5 with its
 gradient norm clipped to 5. Batch 2 per domain: the first image is encoded, the second is the real
 image D_X2/D_Y2 see. Conv weights N(0, 0.02); conv biases, linear layers and LN at torch's defaults.
-Length: 1200 epochs of max(|A|, |B|) / 2 batches, at most 500,000 full updates (1.5M iterations).
+Length, schedule and which iterations are full updates: the reference's loop (baselines/drit_schedule.py):
+1200 epochs of max(|A|, |B|) / 2 batches, full updates on every third batch and the last two of each
+epoch, the rate set per epoch (constant to epoch 600, then 1 - (ep - 600) / 601), and the run's end at
+500,000 full updates, where the reference crashes and leaves its last 10-epoch save as the final model
+(`final_model: last_save`, the default; `cap`: the model at the cap).
+Data: the reference's pipeline (`drit`): bicubic resize to the size, random crop 216/256 of it, flip;
+test images are the centre crop, so translations are 216 px at 256. The networks are built for that crop.
 Test time: see bench/core/multimodal.py; an exemplar's attribute is its mu (the reference samples it).
 
 Differences from the reference, all stated:
@@ -55,13 +61,6 @@ Differences from the reference, all stated:
     step), then the two Adam steps follow in the reference's order. The reference back-propagates the
     second loss through the graph of the first forward pass after stepping, which modern PyTorch
     refuses (its issue 48); recomputing the forward would instead change the mathematics more.
-  - Learning rate: constant for the first half of the iterations, then linearly to 0 (the reference
-    decays per epoch from epoch 600 towards 0 at epoch 1201, so where the 500,000-update cap ends a run
-    first, its rate never reaches 0).
-  - D^c-only iterations follow the iteration count ((step + 1) % 3); the reference also makes the last
-    two batches of each epoch full updates.
-  - Data: the shared pipeline (flip, resize to 286/256, random crop) instead of resize 256, random
-    crop 216; tests run at the full image size instead of a 216 centre crop.
   - With batch size 1 the real image of D_X2/D_Y2 is the encoded one (the reference's batch is 2); the
     KL sum is averaged over the batch (the same at the reference's 1 encoded image per batch).
   - Below 256 px the content discriminator keeps only the 7x7 stride-2 convs its input can take, and
@@ -81,11 +80,13 @@ from baselines.blocks import MIN_SCALE_SIZE, MultiScaleDiscriminator, ResBlock, 
 from baselines.conventions import image_size_problems, reimplementation_note
 from baselines.drit_networks import (CONTENT_DOWN_LAYERS, AttributeEncoder, ConcatGenerator, content_discriminator,
                                      content_down_layers, content_encoder)
+from baselines.drit_schedule import DritEpochs
 from bench.core.config import TrainConfig
 from bench.core.gan import adam
 from bench.core.methods import register_method
 from bench.core.multimodal import MultimodalMethod, settings_notes, settings_problems
 from bench.core.schedule import lr_multiplier, resolve_schedule, set_learning_rate
+from bench.data.reference_pipelines import drit_crop_size
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class DRITOptions:
     weight_decay: float = 1e-4
     epochs: int = 1200                # reference length, of max(|A|, |B|) / 2 batches ...
     max_full_updates: int = 500_000   # ... capped at this many full updates
+    final_model: Literal["last_save", "cap"] = "last_save"   # at the cap: the reference's last 10-epoch save, or the model there
     test_style: Literal["random", "mean", "exemplar"] = "random"   # bench/core/multimodal.py
     test_samples: int = 1
     test_seed: int = 0
@@ -126,12 +128,19 @@ class DRITMethod(MultimodalMethod):
     """DRIT (concat variant); see the module docstring."""
 
     Options = DRITOptions
-    reference_schedule = "linear_decay"
+    reference_schedule = "per_epoch"
+
+    @classmethod
+    def data_pipeline(cls, options: DRITOptions) -> str:
+        return "drit"
 
     @classmethod
     def check_settings(cls, options: DRITOptions, train: TrainConfig) -> list[str]:
         problems = settings_problems(options)
         problems += image_size_problems(train.image_size, MIN_SCALE_SIZE)
+        if drit_crop_size(train.image_size) < MIN_SCALE_SIZE:
+            problems.append(f"image size {train.image_size}: DRIT's crop (216/256 of it, {drit_crop_size(train.image_size)} px) "
+                            f"must be at least {MIN_SCALE_SIZE} px; use 20 px or more")
         if train.batch_size > 1 and train.batch_size % 2:
             problems.append(f"batch size {train.batch_size} must be 1 or even (half encoded, half the real images of "
                             "the prior-attribute discriminators)")
@@ -149,8 +158,8 @@ class DRITMethod(MultimodalMethod):
     def reference_iterations(cls, options: DRITOptions, train_images: tuple[int, int] | None) -> int | None:
         if train_images is None:
             return None
-        epoch = max(max(train_images) // 2, 1)   # batches of 2
-        return min(options.epochs * epoch, options.max_full_updates * options.d_iter)
+        epochs = DritEpochs(max(train_images), 2, options.d_iter)   # the reference's batches of 2
+        return epochs.run_length(options.epochs, options.max_full_updates, options.final_model)
 
     @classmethod
     def deviations(cls, options: DRITOptions, train: TrainConfig) -> list[str]:
@@ -162,10 +171,11 @@ class DRITMethod(MultimodalMethod):
             notes.append("DRIT without mode seeking (the ECCV 2018 objective; the reference code has it on)")
         if train.batch_size == 1:
             notes.append("DRIT at batch size 1: the prior-attribute discriminators see the encoded images (reference: 2)")
-        layers = content_down_layers(train.image_size)
+        size = drit_crop_size(train.image_size)
+        layers = content_down_layers(size)
         if layers != CONTENT_DOWN_LAYERS:
-            notes.append(f"DRIT content discriminator with {layers} of its 3 stride-2 convs at {train.image_size} px")
-        scales = discriminator_scales(train.image_size, options.n_scales)
+            notes.append(f"DRIT content discriminator with {layers} of its 3 stride-2 convs at {size} px")
+        scales = discriminator_scales(size, options.n_scales)
         if scales != 3:
             notes.append(f"DRIT image discriminators with {scales} scale(s) (reference: 3)")
         return notes + settings_notes("DRIT", options, "reference: z ~ N(0, I)")
@@ -179,9 +189,10 @@ class DRITMethod(MultimodalMethod):
         self.attribute_a, self.attribute_b = AttributeEncoder(w, nz), AttributeEncoder(w, nz)
         self.generator_shared = ResBlock(w * 4)
         self.generator_a, self.generator_b = ConcatGenerator(w * 4, nz, r), ConcatGenerator(w * 4, nz, r)
-        scales = discriminator_scales(train.image_size, options.n_scales)
+        # Built for the reference's crop (216 of 256), which its pipeline feeds; larger inputs fit them too.
+        scales = discriminator_scales(drit_crop_size(train.image_size), options.n_scales)
         self.dis_a, self.dis_b, self.dis_a2, self.dis_b2 = (MultiScaleDiscriminator(w, scales, slope=0.01) for _ in range(4))
-        self.dis_content = content_discriminator(w * 4, content_down_layers(train.image_size))
+        self.dis_content = content_discriminator(w * 4, content_down_layers(drit_crop_size(train.image_size)))
         content_and_generators = nn.ModuleDict({
             "content_a": self.content_a, "content_b": self.content_b, "content_shared": self.content_shared,
             "generator_shared": self.generator_shared, "generator_a": self.generator_a, "generator_b": self.generator_b})
@@ -202,6 +213,7 @@ class DRITMethod(MultimodalMethod):
         self.content_d_optim = adam(self.content_d_parameters, lr=self.base_lr / options.content_lr_ratio,
                                     weight_decay=options.weight_decay)
         self.schedule = resolve_schedule(train, self.reference_schedule)
+        self._epochs: tuple | None = None   # (train_images, DritEpochs, its EpochDecay), made on first use
         self.step = 0
         self.last_full_losses: dict[str, torch.Tensor] = {}
 
@@ -215,9 +227,24 @@ class DRITMethod(MultimodalMethod):
                     layer.weight.normal_(0.0, 0.02)
 
     # -- learning rate ---------------------------------------------------------------------------
+    def epochs(self) -> DritEpochs:
+        """The reference's epochs over this run's training set (when it is unknown, as for a method built
+        outside a run, one epoch spans the run: full updates every d_iter iterations)."""
+        t = self.train_config
+        if self._epochs is None or self._epochs[0] != self.train_images:
+            images = max(self.train_images) if self.train_images else (t.iterations + 2) * t.batch_size
+            epochs = DritEpochs(images, t.batch_size, self.options.d_iter)
+            reference = self.reference_iterations(self.options, self.train_images)
+            self._epochs = (self.train_images, epochs, epochs.schedule(t.iterations, self.options.epochs, reference))
+        return self._epochs[1]
+
     def set_step(self, step: int) -> None:
         self.step = step
-        multiplier = lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
+        if self.schedule == "per_epoch":
+            self.epochs()
+            multiplier = self._epochs[2].multiplier(step)
+        else:
+            multiplier = lr_multiplier(step, self.train_config.iterations, self.schedule, self.train_config.decay_start)
         for optimizer in (self.g_optim, self.attribute_optim, self.d_optim):
             set_learning_rate(optimizer, self.base_lr * multiplier)
         set_learning_rate(self.content_d_optim, self.base_lr / self.options.content_lr_ratio * multiplier)
@@ -256,7 +283,7 @@ class DRITMethod(MultimodalMethod):
         half = max(real_a.shape[0] // 2, 1)
         x_a, x_b = real_a[:half], real_b[:half]
         random_a, random_b = (real_a[half:], real_b[half:]) if real_a.shape[0] > 1 else (real_a, real_b)
-        if (self.step + 1) % self.options.d_iter:
+        if not self.epochs().is_full_update(self.step):   # D^c alone (reference: src/train.py)
             with torch.no_grad():
                 content_a, content_b = self.encode_content(x_a, "a", True), self.encode_content(x_b, "b", True)
             return {"loss_D_content": self._update_content_discriminator(content_a, content_b), **self.last_full_losses}

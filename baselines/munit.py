@@ -39,9 +39,9 @@ Test time: see bench/core/multimodal.py (one seeded random style per image by de
 script draws 10 per image and stretches each output's range, which this harness does not).
 
 Differences from the reference, all stated:
-  - Data comes from the shared pipeline (flip, resize to 286/256, random crop); the reference resizes
-    the shorter side to 256 and crops 256, i.e. only flips on 256 px datasets (set data.load_size to the
-    image size for that).
+  - Data: the reference's pipeline (`unit`, as UNIT's: flip, shorter side to the size, random crop;
+    only flips on square images); each domain is reshuffled after each pass of its own (the reference
+    zips two shuffled loaders).
   - AdaIN parameters are passed to the decoder explicitly instead of being written into its modules
     before each call; the split order (per layer, in module order: 256 shifts, then 256 scales; scale
     used raw) is the reference's.

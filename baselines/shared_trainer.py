@@ -1,5 +1,5 @@
-"""What UNIT and MUNIT share from their reference's common trainer: Kaiming-initialised generators and
-N(0, 0.02) discriminators, one Adam with weight decay per group, the learning rate halved every
+"""What UNIT and MUNIT share from their reference's common trainer and loader: their data pipeline
+(`unit`), Kaiming-initialised generators and N(0, 0.02) discriminators, one Adam with weight decay per group, the learning rate halved every
 step_size iterations, the multi-scale LSGAN discriminator loss, and the checkpoint layout."""
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ class SharedTrainer:
     """A mixin for a Method whose options have lr, weight_decay, step_size, gamma and gan_weight."""
 
     reference_schedule = "step"   # x gamma every step_size iterations
+
+    @classmethod
+    def data_pipeline(cls, options: Any) -> str:
+        """Their get_data_loader_folder: flip, shorter side to the size, random crop (bench/data/reference_pipelines.py)."""
+        return "unit"
 
     def setup_training(self, generators: nn.ModuleDict, discriminators: nn.ModuleDict) -> None:
         """Initialise both groups as the reference does, move them to the device, build the optimisers."""

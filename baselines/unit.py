@@ -32,9 +32,9 @@ discriminators); learning rate x0.5 every 100k iterations; 1M iterations, batch 
 Kaiming-normal, discriminators N(0, 0.02), biases 0.
 
 Differences from the reference, all stated:
-  - Data comes from the shared pipeline: flip, resize to 286/256 of the size, random crop. The
-    reference resizes the shorter side to 256 and crops 256, so on 256 px datasets it only flips; set
-    data.load_size to the image size for that.
+  - Data: the reference's pipeline (`unit`: flip, shorter side to the size, random crop, so only flips
+    on square images; test: shorter side to the size); its two loaders are shuffled and zipped (an
+    epoch ends with the smaller domain), here each domain is reshuffled after each pass of its own.
   - The same mathematics with less work: each decoder decodes its within-domain reconstruction and its
     translation in one batched call, and the generator update computes no discriminator gradients.
   - Noise is drawn from torch's generator in another order than the reference's, so runs are

@@ -100,5 +100,5 @@ def test_reference_length_and_schedule():
     assert aggan.reference_iterations(aggan.Options(epochs=100), (1067, 1334)) == 100 * 1334   # its horse2zebra config
     method = create_method("aggan", train=TrainConfig(image_size=32, iterations=200_000))
     assert method.switch_step == 30_000                                        # epoch 30 of 200
-    method.set_step(149_999)
-    assert method.extra_stats()["lr"] == pytest.approx(2e-4 * 0.5)
+    method.set_step(149_999)   # epoch 149 of 200 (of 1000 iterations): main.py's lr * (1 - (149 - 100) / 100)
+    assert method.extra_stats()["lr"] == pytest.approx(2e-4 * 0.51)

@@ -143,7 +143,10 @@ def test_reference_lengths_schedules_and_settings():
     method.set_step(199_999)
     assert method.extra_stats()["lr"] == pytest.approx(1e-4 * 0.25)                      # x0.5 every 100k iterations
     method = create_method("cyclegan", train=TrainConfig(image_size=32, iterations=100))
+    method.train_images = (8, 10)    # epochs of 10: 10 epochs, constant to 5, then 1 - (k + 1 - 5) / 6 per epoch
     method.set_step(74)
+    assert method.extra_stats()["lr"] == pytest.approx(2e-4 * 0.5)
+    method.set_step(79)
     assert method.extra_stats()["lr"] == pytest.approx(2e-4 * 0.5)
     assert [discriminator_scales(s, 3) for s in (256, 64, 32, 16)] == [3, 3, 2, 1]
     with pytest.raises(ConfigError, match="at least 32"):

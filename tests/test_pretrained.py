@@ -215,7 +215,7 @@ def test_the_translate_command_takes_a_released_file_reading_it_once(tmp_path, t
     import baselines.cyclegan_released
     import bench.cli.translate
     from bench.cli.translate import main as translate_main
-    from bench.data.pipeline import resize_for_test
+    from bench.data.reference_pipelines import cyclegan_test
     from safeio.images import load_rgb
 
     generator = authors_generator(3, width=8, n_blocks=2)
@@ -228,7 +228,7 @@ def test_the_translate_command_takes_a_released_file_reading_it_once(tmp_path, t
                            "--direction", "b2a", "--no-progress"]) == 0
     assert len(reads) == 1   # one read of the file, whatever its format
     first = sorted((tiny_dataset / "testB").iterdir())[0]
-    image = resize_for_test(load_rgb(first), 256)   # the authors' generators run at 256 px; the test set is resized
+    image = cyclegan_test(load_rgb(first), 256)   # the authors' generators run at 256 px, on their bicubic test resize
     with torch.no_grad():
         expected = ((generator(image[None]).clamp(-1, 1) + 1) * 127.5).round()[0].permute(1, 2, 0).numpy()
     written = np.asarray(Image.open(tmp_path / "out" / f"{first.stem}.png"), dtype=np.float32)
