@@ -197,6 +197,7 @@ def test_two_local_workers_give_the_serial_tables(serial, data_root, tmp_path):
     assert set(trainings_started(tmp_path).values()) == {1}
 
 
+@pytest.mark.slow   # 17 s; .ci/run runs the slow launcher tests
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc (Linux)")
 def test_workers_end_when_their_command_is_killed(data_root, tmp_path):
     """SIGKILL (or SIGTERM) gives run_bench no chance to stop its workers: they must notice alone, or they
@@ -254,6 +255,7 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow   # 24 s; .ci/run runs the slow launcher tests
 def test_two_invocations_at_once_train_every_run_once_and_write_complete_tables(serial, data_root, tmp_path):
     experiment = str(write_grid(tmp_path, data_root))
     first = start_bench(experiment, "--threads", "1", "--no-reuse", cwd=tmp_path)
