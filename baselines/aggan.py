@@ -158,6 +158,11 @@ def composite(attention: torch.Tensor, translated: torch.Tensor, source: torch.T
     return attention * translated + (1 - attention) * source
 
 
+# The departures from the authors' code that hold for every run (docs/baselines.md), for the tables' footnotes.
+DEPARTURES = ("test images resized, not randomly cropped from 286 as its test loader does",
+              "one Adam per update (TF1's shared bias corrections)")
+
+
 @register_method("aggan")
 class AGGANMethod(Method):
     """AGGAN; see the module docstring."""
@@ -193,7 +198,9 @@ class AGGANMethod(Method):
 
     @classmethod
     def deviations(cls, options: AGGANOptions, train: TrainConfig) -> list[str]:
-        notes = [reimplementation_note("AGGAN")]
+        notes = [reimplementation_note("AGGAN", DEPARTURES)]
+        if not options.tf_padding:
+            notes.append("AGGAN with torch's symmetric padding (tf_padding: false; the reference pads as TensorFlow's SAME)")
         if (options.width, options.n_blocks, options.dis_width) != (32, 9, 64):
             notes.append(f"reduced AGGAN: width {options.width}, {options.n_blocks} residual blocks, discriminator width "
                          f"{options.dis_width} (reference: 32, 9, 64)")

@@ -135,6 +135,11 @@ def vgg_identity(options: CartoonGANOptions) -> str:
     return "torchvision-imagenet" if weights.official else f"sha256:{weights.identity}"
 
 
+# The departures from the authors' code that hold for every run (docs/baselines.md), for the tables' footnotes.
+DEPARTURES = ("the generator's adversarial loss on a fresh discriminator pass over its current output (the "
+              "reference reuses the pass over the pooled fakes)", "RGB throughout (its loader feeds BGR)")
+
+
 @register_method("cartoongan")
 class CartoonGANMethod(Method):
     """CartoonGAN; see the module docstring."""
@@ -174,7 +179,7 @@ class CartoonGANMethod(Method):
 
     @classmethod
     def deviations(cls, options: CartoonGANOptions, train: TrainConfig) -> list[str]:
-        notes = [reimplementation_note("CartoonGAN")]
+        notes = [reimplementation_note("CartoonGAN", DEPARTURES)]
         identity = vgg_identity(options)
         if identity.startswith("random"):
             notes.append("CartoonGAN content loss from a RANDOM stand-in VGG19: not CartoonGAN's content loss")

@@ -156,6 +156,11 @@ class ImagePool:
             self.images[:self.count] = stored
 
 
+# The departures from the authors' code that hold for every run (docs/baselines.md), for the tables' footnotes.
+DEPARTURES = ("each domain reshuffled after each pass of its own (the reference draws B at random)",
+              "the image pool draws from torch's generator")
+
+
 @register_method("cyclegan")
 class CycleGANMethod(Method):
     """CycleGAN; see the module docstring."""
@@ -186,7 +191,7 @@ class CycleGANMethod(Method):
 
     @classmethod
     def deviations(cls, options: CycleGANOptions, train: TrainConfig) -> list[str]:
-        notes = [reimplementation_note("CycleGAN")]
+        notes = [reimplementation_note("CycleGAN", DEPARTURES)]
         if options.width != 64 or options.n_blocks != 9:
             notes.append(f"reduced CycleGAN: width {options.width}, {options.n_blocks} residual blocks (reference: 64, 9)")
         return notes

@@ -47,11 +47,9 @@ on D_X2/D_Y2, latent regression, mode seeking); the attribute encoders take no g
 Optimisation: Adam 1e-4, betas (0.5, 0.999), weight decay 1e-4 everywhere; D^c at 1e-4 / 2.5 with its
 gradient norm clipped to 5. Batch 2 per domain: the first image is encoded, the second is the real
 image D_X2/D_Y2 see. Conv weights N(0, 0.02); conv biases, linear layers and LN at torch's defaults.
-Length, schedule and which iterations are full updates: the reference's loop (baselines/drit_schedule.py):
-1200 epochs of max(|A|, |B|) / 2 batches, full updates on every third batch and the last two of each
-epoch, the rate set per epoch (constant to epoch 600, then 1 - (ep - 600) / 601), and the run's end at
-500,000 full updates, where the reference crashes and leaves its last 10-epoch save as the final model
-(`final_model: last_save`, the default; `cap`: the model at the cap).
+Length, rate per epoch, which iterations are full updates and the end at 500,000 full updates (the
+reference's last 10-epoch save, `final_model: last_save`, or the model at the cap): the reference's
+loop, baselines/drit_schedule.py.
 Data: the reference's pipeline (`drit`): bicubic resize to the size, random crop 216/256 of it, flip;
 test images are the centre crop, so translations are 216 px at 256. The networks are built for that crop.
 Test time: see bench/core/multimodal.py; an exemplar's attribute is its mu (the reference samples it).
@@ -123,6 +121,11 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+# The departures from the authors' code that hold for every run (docs/baselines.md), for the tables' footnotes.
+DEPARTURES = ("the prior-attribute update's gradients taken before the first update's step (the reference's "
+              "order fails in current PyTorch)", "one seeded attribute per test image (its test script: 5 random ones)")
+
+
 @register_method("drit")
 class DRITMethod(MultimodalMethod):
     """DRIT (concat variant); see the module docstring."""
@@ -163,7 +166,10 @@ class DRITMethod(MultimodalMethod):
 
     @classmethod
     def deviations(cls, options: DRITOptions, train: TrainConfig) -> list[str]:
-        notes = [reimplementation_note("DRIT")]
+        notes = [reimplementation_note("DRIT", DEPARTURES)]
+        if options.final_model == "cap":
+            notes.append("DRIT's final model at its cap of full updates (final_model: cap; the reference crashes there "
+                         "and keeps its last 10-epoch save)")
         if (options.width, options.n_res, options.attribute_dim) != (64, 3, 8):
             notes.append(f"reduced DRIT: width {options.width}, {options.n_res} residual blocks, attribute {options.attribute_dim} "
                          "(reference: 64, 3, 8)")

@@ -153,6 +153,11 @@ def style_mlp(style_dim: int, hidden: int, outputs: int) -> nn.Sequential:
                          nn.Linear(hidden, outputs))
 
 
+# The departures from the authors' code that hold for every run (docs/baselines.md), for the tables' footnotes.
+DEPARTURES = ("each domain reshuffled after each pass of its own (the reference zips two shuffled loaders)",
+              "one seeded style per test image and outputs clamped (its test script: 10 styles, stretched)")
+
+
 @register_method("munit")
 class MUNITMethod(SharedTrainer, MultimodalMethod):
     """MUNIT; see the module docstring."""
@@ -177,7 +182,7 @@ class MUNITMethod(SharedTrainer, MultimodalMethod):
 
     @classmethod
     def deviations(cls, options: MUNITOptions, train: TrainConfig) -> list[str]:
-        notes = [reimplementation_note("MUNIT")]
+        notes = [reimplementation_note("MUNIT", DEPARTURES)]
         if (options.width, options.n_res, options.style_dim, options.mlp_dim) != (64, 4, 8, 256):
             notes.append(f"reduced MUNIT: width {options.width}, {options.n_res} residual blocks, style {options.style_dim}, "
                          f"MLP {options.mlp_dim} (reference: 64, 4, 8, 256)")

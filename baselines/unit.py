@@ -82,6 +82,12 @@ def decoder(width: int, n_res: int) -> nn.Sequential:
 
 
 
+# The departures from the authors' code that hold for every run (docs/baselines.md), for the tables' footnotes.
+DEPARTURES = ("each domain reshuffled after each pass of its own (the reference zips two shuffled loaders)",
+              "non-square test images centre-cropped after the shorter-side resize",
+              "outputs clamped, not stretched to their range as its test script does")
+
+
 @register_method("unit")
 class UNITMethod(SharedTrainer, Method):
     """UNIT; see the module docstring."""
@@ -106,7 +112,7 @@ class UNITMethod(SharedTrainer, Method):
 
     @classmethod
     def deviations(cls, options: UNITOptions, train: TrainConfig) -> list[str]:
-        notes = [reimplementation_note("UNIT")]
+        notes = [reimplementation_note("UNIT", DEPARTURES)]
         if options.width != 64 or options.n_res != 4:
             notes.append(f"reduced UNIT: width {options.width}, {options.n_res} residual blocks (reference: 64, 4)")
         scales = discriminator_scales(train.image_size, options.n_scales)

@@ -373,3 +373,15 @@ def test_data_pipeline_paper_is_a_recorded_choice_footnoted_in_the_tables(tiny_d
     main([str(path), "--tables-only", "--set", "data.pipeline=paper"])
     table_paper = (tmp_path / "results" / "pipelines+data.pipeline=paper" / "table3.md").read_text()
     assert "data.pipeline: paper" in table_paper and "data.pipeline: paper" not in table_own
+
+
+def test_every_baseline_footnotes_its_remaining_departures():
+    for name in ("cyclegan", "unit", "munit", "drit", "aggan", "cartoongan"):
+        cls = method_class(name)
+        options = cls.Options(vgg_weights="random") if name == "cartoongan" else cls.Options()
+        first = cls.deviations(options, TrainConfig(image_size=256, batch_size=2))[0]
+        assert "reimplemented in this harness" in first and "departs from that code (docs/baselines.md): " in first, name
+    aggan, drit = method_class("aggan"), method_class("drit")
+    assert any("tf_padding: false" in note for note in aggan.deviations(aggan.Options(tf_padding=False), TrainConfig()))
+    assert any("final_model: cap" in note for note in drit.deviations(drit.Options(final_model="cap"), TrainConfig(batch_size=2)))
+    assert not any("final_model" in note for note in drit.deviations(drit.Options(), TrainConfig(batch_size=2)))
