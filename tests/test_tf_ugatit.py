@@ -290,11 +290,19 @@ def test_an_experiment_scores_the_tf_checkpoint_from_an_environment_variable(tf_
         eval: {{inception_weights: random}}
         tables: [table3]
         """)
+    # Test images of 45 px, so that the test resize matters: OpenCV's (the TF code's), not PIL's.
+    from PIL import Image
+
+    for path in (tiny_dataset / "testA").iterdir():   # the fixture's own copy, under tmp_path
+        with Image.open(path) as image:
+            image.convert("RGB").resize((45, 45), Image.Resampling.BICUBIC).save(path)
     assert bench_main([str(experiment), "--no-progress"]) == 0
     [run] = list((tmp_path / "runs" / "tiny").glob("ugatit-released-*"))
     assert not (run / "checkpoints").exists()
     method = load_released("ugatit", checkpoint=str(prefix), image_size=32)
     source = SortedImageFolder(tiny_dataset / "testA", 32, pipeline_name="tf_ugatit")[0][0]
+    paper = SortedImageFolder(tiny_dataset / "testA", 32)[0][0]
+    assert (source - paper).abs().max() > 4 / 255   # the two resizes differ on these images
     translated = SortedImageFolder(run / "translations" / "a2b", 32)[0][0]
     assert (translated - method.translate(source[None], "a2b")[0]).abs().max() < 2 / 255 + 1e-6
     table = pd.read_csv(tmp_path / "results" / "released" / "table3.csv")

@@ -170,7 +170,9 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
                         if hasattr(training.method.options, name)}   # how a multimodal model draws its test codes
         method = load_released(training.method.name, device, image_size=image_size, train=train_config,
                                **training.method.pretrained, **test_options)
-        method.pipeline = pipeline_name
+        # Its own test resize (the format of its files decides it: the TF code's for TensorFlow checkpoints),
+        # unless data.pipeline: paper.
+        method.pipeline = "paper" if experiment.data.pipeline == "paper" else None
         steps = 0
         if marker is None:
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": 0, "released": training.method.pretrained})

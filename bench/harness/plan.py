@@ -170,10 +170,10 @@ def released_identity(experiment: Experiment, method: MethodSpec, dataset: Datas
     settings = {key: value for key, value in sorted(method.pretrained.items()) if key not in files}
     data = identity_fields(experiment.data)
     test_data = {split: value for split, value in fingerprint.items() if not split.startswith("train")} if fingerprint else None
-    pipeline_name = run_pipeline(experiment, method)   # its test resize
+    # The test resize: the files' own (their format decides it), or the paper's (data.pipeline: paper).
     return {"method": method.name, "released": files, **({"settings": settings} if settings else {}), "dataset": dataset.name,
             "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"], "fingerprint": test_data,
-                                                                **({"pipeline": pipeline_name} if pipeline_name != "paper" else {})}}
+                                                                "pipeline": experiment.data.pipeline}}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
