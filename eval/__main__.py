@@ -1,5 +1,5 @@
 """python -m eval score --real DIR --fake DIR [--source DIR] [--protocol paper|subsets|mean]
-python -m eval compare --real DIR --fake [LABEL=]DIR --fake [LABEL=]DIR [...] [--resamples 2000] [--seed 0]
+python -m eval compare --real DIR --fake [LABEL=]DIR --fake [LABEL=]DIR [...] [--label NAME ...] [--resamples 2000] [--seed 0]
 python -m eval study build|serve|table ...   (the user study of Table 2: eval/study/)
 
 `score` scores any folder of translated images against real images, prints `KID x100 = a +- b` and
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     _scoring_options(compare)
     compare.add_argument("--fake", required=True, action="append", metavar="[LABEL=]DIR",
                          help="translations of the source images (repeat, at least twice); LABEL names it in the output")
+    compare.add_argument("--label", action="append", metavar="NAME",
+                         help="the name of the --fake folder of the same position (repeat); default: its run folder's "
+                              "name for a run's translations/<direction>, else the folder's name")
     compare.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap draws")
     compare.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     return parser
@@ -70,19 +73,39 @@ def _scorer(args) -> Scorer:
                   "skip" if args.skip_bad_images else "fail", progress=not args.no_progress, weights_setting="--weights")
 
 
-def _labelled(entries: list[str]) -> dict[str, Path]:
-    folders: dict[str, Path] = {}
-    for entry in entries:
+def folder_label(folder: Path) -> list[str]:
+    """The names a translation folder may go by, shortest first: a run's `<run>/translations/<direction>`
+    by its run folder (then run/direction), any other folder by its name (then parent/name, ...)."""
+    parts = Path(folder).resolve().parts
+    if len(parts) >= 3 and parts[-2] == "translations":
+        return [parts[-3], f"{parts[-3]}/{parts[-1]}", *("/".join(parts[-k:]) for k in range(4, len(parts) + 1))]
+    return ["/".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+
+
+def _labelled(entries: list[str], labels: list[str] | None = None) -> dict[str, Path]:
+    """Each --fake folder under its label: --label in order, else LABEL= before the folder, else the
+    shortest name (folder_label) that no other input shares."""
+    labels = list(labels or [])
+    if len(labels) > len(entries):
+        raise ValueError(f"{len(labels)} --label for {len(entries)} --fake folders: give at most one label per folder")
+    parsed = []
+    for index, entry in enumerate(entries):
         label, _, folder = entry.rpartition("=") if "=" in entry and not Path(entry).exists() else ("", "", entry)
-        label = label or Path(folder).name
-        while label in folders:
-            label = f"{Path(folder).parent.name}/{label}"
-        folders[label] = Path(folder)
+        parsed.append((labels[index] if index < len(labels) else label, Path(folder)))
+    names = {folder: folder_label(folder) for _, folder in parsed}
+    folders: dict[str, Path] = {}
+    for label, folder in parsed:
+        if not label:
+            others = [names[other] for given, other in parsed if other != folder and not given]
+            label = next((name for name in names[folder] if not any(name in other for other in others)), names[folder][-1])
+        if label in folders:
+            raise ValueError(f"two --fake folders are labelled {label!r} ({folders[label]} and {folder}): give --label for each")
+        folders[label] = folder
     return folders
 
 
 def run_compare(args) -> tuple[dict, Path]:
-    folders = _labelled(args.fake)
+    folders = _labelled(args.fake, args.label)
     if len(folders) < 2:
         raise ValueError("give at least two --fake folders to compare")
     scorer = _scorer(args)

@@ -163,3 +163,22 @@ def test_tables_mark_the_best_and_the_models_not_significantly_worse(tmp_path):
     assert marks["tied"]["same_as_best"] and marks["best"]["same_as_best"]          # identical translations: a tie
     assert not marks["untranslated"]["same_as_best"] and marks["untranslated"]["p_vs_best"] < 0.05
     assert marks["untranslated"]["diff_vs_best_low"] > 0
+
+
+def test_inputs_are_named_by_their_run_folder_or_by_label(tmp_path):
+    from eval.__main__ import _labelled
+
+    runs = tmp_path / "runs" / "shapes"
+    cyclegan, unit = runs / "cyclegan-s0-1a2b" / "translations" / "a2b", runs / "unit-s0-3c4d" / "translations" / "a2b"
+    assert list(_labelled([str(cyclegan), str(unit)])) == ["cyclegan-s0-1a2b", "unit-s0-3c4d"]
+    # Two evaluations of one run: its folder and the direction's.
+    mean = runs / "cyclegan-s0-1a2b" / "translations" / "a2b-mean"
+    assert list(_labelled([str(cyclegan), str(mean)])) == ["cyclegan-s0-1a2b/a2b", "cyclegan-s0-1a2b/a2b-mean"]
+    # Folders outside runs: their names, with as many parents as it takes to tell them apart.
+    assert list(_labelled([str(tmp_path / "a" / "out"), str(tmp_path / "b" / "out")])) == ["a/out", "b/out"]
+    assert list(_labelled([str(cyclegan), str(unit)], ["CycleGAN", "UNIT"])) == ["CycleGAN", "UNIT"]
+    assert list(_labelled([f"mine={cyclegan}", str(unit)])) == ["mine", "unit-s0-3c4d"]
+    with pytest.raises(ValueError, match="give --label for each"):
+        _labelled([str(cyclegan), str(unit)], ["same", "same"])
+    with pytest.raises(ValueError, match="at most one label per folder"):
+        _labelled([str(cyclegan)], ["one", "two"])
