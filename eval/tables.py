@@ -132,9 +132,17 @@ def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list
               "test images, ± the standard error; kid_mean_*: the average against target and source; "
               "kid_subsets_*: torch-fidelity's subsets, ± the std over subsets).", ""]
 
+    # A note that holds for every model of the table is said once, under the title; a row carries marks
+    # only for the notes that set it apart from other rows.
+    shown = [model for model in models if model in set(frame["model"])]
+    per_model = {model: {note for notes in frame[frame["model"] == model]["notes"] for note in notes} for model in shown}
+    common = set.intersection(*per_model.values()) if per_model else set()
+    in_order = list(dict.fromkeys(note for notes in frame["notes"] for note in notes))
+    if common:
+        lines += ["Every row: " + "; ".join(note for note in in_order if note in common) + ".", ""]
     footnotes: dict[str, int] = {}
-    for notes in frame["notes"]:
-        for note in notes:
+    for note in in_order:
+        if note not in common:
             footnotes.setdefault(note, len(footnotes) + 1)
     superscripts = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -153,7 +161,7 @@ def markdown(frame: pd.DataFrame, table: str, experiment: str, task_groups: list
             rows = frame[frame["model"] == model]
             if rows.empty:
                 continue
-            marks = sorted({footnotes[note] for notes in rows["notes"] for note in notes})
+            marks = sorted({footnotes[note] for notes in rows["notes"] for note in notes if note in footnotes})
             name = model + (" " + ",".join(str(m) for m in marks).translate(superscripts) if marks else "")
             cells = []
             for task in present:

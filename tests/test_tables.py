@@ -52,6 +52,24 @@ def test_markdown_layout_bold_best_paper_values_and_footnotes():
     assert "`CMD`" in text
 
 
+def test_notes_every_row_shares_are_said_once_and_rows_carry_only_what_sets_them_apart():
+    small, stand_in, short = "32 px images (paper: 256)", "random stand-in Inception", "trained 300 iterations"
+    rows = [row("U-GAT-IT", "selfie2anime", 11.9, notes=[small, stand_in]),
+            row("U-GAT-IT w/ IN", "selfie2anime", 13.0, notes=[small, stand_in, short]),
+            row("U-GAT-IT w/ LN", "selfie2anime", 12.5, notes=[stand_in, small])]
+    text = markdown(table_frame(rows, "table1"), "table1", "x", [["selfie2anime"]],
+                    ["U-GAT-IT", "U-GAT-IT w/ IN", "U-GAT-IT w/ LN"], "CMD")
+    lines = text.splitlines()
+    assert f"Every row: {small}; {stand_in}." in lines
+    assert lines.index(f"Every row: {small}; {stand_in}.") < lines.index("| Model | selfie2anime |")   # under the title
+    assert any(line.startswith("| U-GAT-IT | ") for line in lines) and any(line.startswith("| U-GAT-IT w/ LN | ") for line in lines)
+    assert any(line.startswith("| U-GAT-IT w/ IN ¹ | ") for line in lines) and f"¹ {short}" in lines
+    assert not any(line.startswith(("² ", "³ ")) for line in lines)
+    # One row alone: everything is common to every row.
+    alone = markdown(table_frame(rows[1:2], "table1"), "table1", "x", [["selfie2anime"]], ["U-GAT-IT w/ IN"], "CMD")
+    assert f"Every row: {small}; {stand_in}; {short}." in alone.splitlines() and "¹" not in alone
+
+
 def test_models_not_significantly_worse_than_the_best_are_bold_too():
     rows = [row("U-GAT-IT", "selfie2anime", 11.9), row("U-GAT-IT w/ IN", "selfie2anime", 12.2),
             row("U-GAT-IT w/ LN", "selfie2anime", 14.0)]
