@@ -80,6 +80,10 @@ def test_a_participant_answers_every_trial_once_and_sees_no_method_or_file_name(
         page = client.get("/trial").get_data(as_text=True)
         trial_id = re.search(r'data-trial="([^"]+)"', page).group(1)
         assert f"Image {number} of 4" in page and "striped &lt;b&gt;polygons&lt;/b&gt;" in page   # escaped
+        # The source and each candidate are labelled on the page.
+        assert re.search(r'data-role="source">.*?<figcaption>The image to translate</figcaption>', page, re.S)
+        candidates = len(re.findall(r'data-candidate="\d+"', page))
+        assert re.findall(r'<span class="key">Translation (\d)</span>', page) == [str(i) for i in range(1, candidates + 1)]
         for secret in ("MethodOne", "MethodTwo", "translations", "testA", ".png", *[p.stem for p in (tiny_dataset / "testA").iterdir()]):
             assert secret not in page
         for url in re.findall(r'src="([^"]+)"', page):
@@ -136,7 +140,12 @@ def test_the_admin_export_needs_the_secret(client, study):
     trial, _ = current_trial(client)
     client.post("/vote", data={"trial": trial, "choice": "0"})
     assert client.get("/admin/votes.csv").status_code == 403
-    assert client.get("/admin/votes.csv?secret=wrong").status_code == 403
+    assert client.get("/admin/votes.csv", headers={"X-Admin-Secret": "wrong"}).status_code == 403
+    # The secret in the URL is refused, even the right one, and nothing is exported.
+    for query in (f"?secret={SECRET}", "?secret=wrong"):
+        refused = client.get(f"/admin/votes.csv{query}", headers={"X-Admin-Secret": SECRET})
+        assert refused.status_code == 400 and "X-Admin-Secret header" in refused.get_data(as_text=True)
+        assert "participant,trial" not in refused.get_data(as_text=True)
     response = client.get("/admin/votes.csv", headers={"X-Admin-Secret": SECRET})
     lines = response.get_data(as_text=True).strip().splitlines()
     assert response.status_code == 200 and lines[0].startswith("participant,trial,task") and len(lines) == 2
@@ -286,7 +295,8 @@ def server(study):
     process = subprocess.Popen([sys.executable, "-m", "eval", "study", "serve", str(study.path), "--port", str(port),
                                 "--threads", "16"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     lines = [process.stdout.readline() for _ in range(3)]
-    secret = re.search(r"secret=(\S+)", lines[1]).group(1)
+    secret = re.search(r'curl -H "X-Admin-Secret: (\S+)" -o votes.csv http://\S+/admin/votes.csv$', lines[1].strip()).group(1)
+    assert "?secret=" not in "".join(lines)
     deadline = time.time() + 30
     while True:   # the server prints its links before it listens
         try:

@@ -142,7 +142,10 @@ def create_app(store: StudyStore, admin_secret: str) -> Flask:
 
     @app.get("/admin/votes.csv")
     def export():
-        given = request.headers.get("X-Admin-Secret") or request.args.get("secret", "")
+        if "secret" in request.args:   # a URL ends up in shell history, proxy and server logs
+            abort(400, "The admin secret goes in the X-Admin-Secret header, never in the URL: "
+                       "curl -H \"X-Admin-Secret: <secret>\" <server>/admin/votes.csv (the server printed the line).")
+        given = request.headers.get("X-Admin-Secret", "")
         if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(admin_secret.encode()).digest()):
             abort(403, "The admin secret is missing or wrong: it was printed when the server started.")
         buffer = io.StringIO()

@@ -52,7 +52,9 @@ def _serve(args) -> int:
     app = create_app(store, secret)
     host = "localhost" if args.host in ("127.0.0.1", "localhost") else args.host
     print(f"Participants: http://{host}:{args.port}/", flush=True)
-    print(f"Admin export (keep secret): http://{host}:{args.port}/admin/votes.csv?secret={secret}", flush=True)
+    # The secret travels in a header, never in a URL (shell history, proxy logs): a ready command to copy.
+    print(f"Admin export (keep the secret): curl -H \"X-Admin-Secret: {secret}\" -o votes.csv "
+          f"http://{host}:{args.port}/admin/votes.csv", flush=True)
     print(f"{len(store.trials())} trials; Ctrl-C stops the server (votes are saved as they come)", flush=True)
     waitress.serve(app, host=args.host, port=args.port, threads=args.threads, _quiet=True)
     return 0

@@ -13,6 +13,7 @@ LAYOUT = """<!doctype html>
  .progress { height: 8px; background: #eee; border-radius: 4px; margin: .5em 0 1em; }
  .progress > div { height: 100%; background: #3a7; border-radius: 4px; }
  .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+ figure { margin: 0; } figcaption { font-size: .9em; color: #555; text-align: center; }
  .source img, .candidates img, .examples img { width: 180px; height: 180px; object-fit: contain; background: #f4f4f4; }
  .candidates button { border: 3px solid transparent; padding: 4px; background: none; cursor: pointer; text-align: center; }
  .candidates button:hover, .candidates button:focus { border-color: #3a7; }
@@ -44,7 +45,8 @@ TRIAL = """{% extends "layout.html" %}{% block body %}
   <div style="width: {{ (100 * (number - 1) / total) | round(1) }}%"></div></div>
  <h2>Which image is the best translation of this one into <em>{{ target }}</em>?</h2>
  <div class="row">
-  <div class="source"><img src="{{ url_for('image', image_id=source) }}" alt="the image to translate"></div>
+  <figure class="source" data-role="source"><img src="{{ url_for('image', image_id=source) }}" alt="the image to translate">
+   <figcaption>The image to translate</figcaption></figure>
   {% if examples %}<div class="examples"><div>Examples of {{ target }}:</div>
    {% for example in examples %}<img src="{{ url_for('image', image_id=example) }}" alt="an example of {{ target }}">{% endfor %}
   </div>{% endif %}
@@ -52,10 +54,11 @@ TRIAL = """{% extends "layout.html" %}{% block body %}
  <form method="post" action="{{ url_for('vote') }}" id="vote">
   <input type="hidden" name="trial" value="{{ trial_id }}">
   <input type="hidden" name="elapsed_ms" value="0" id="elapsed">
+  <div>Its versions as {{ target }}: click the best one, or press its number.</div>
   <div class="row candidates">
    {% for image_id in candidates %}
    <button type="submit" name="choice" value="{{ loop.index0 }}" data-candidate="{{ loop.index0 }}">
-    <img src="{{ url_for('image', image_id=image_id) }}" alt="translation {{ loop.index }}"><span class="key">{{ loop.index }}</span></button>
+    <img src="{{ url_for('image', image_id=image_id) }}" alt="translation {{ loop.index }}"><span class="key">Translation {{ loop.index }}</span></button>
    {% endfor %}
   </div>
  </form>
