@@ -92,12 +92,26 @@ class MethodSpec:
 
 
 @dataclass(frozen=True)
+class SubsetConfig:
+    """`data.subset`: a seeded subset of each split (bench/data/subset.py), e.g. for a CI job on real data."""
+    train: int | None = None                        # images kept of trainA and of trainB (null: all)
+    test: int | None = None                         # images kept of testA and of testB (null: all)
+    seed: int = 0                                   # which ones: a generator seeded with (seed, split)
+
+    def __post_init__(self):
+        for name in ("train", "test"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise FieldError(name, f"must be at least 1 (or null for every image), got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     root: str | None = _operational(None)           # datasets folder; None: ${UGATIT_BENCH_DATA} or ./data
     load_size: int | None = None                    # train-time resize before the random crop; None: image_size * 286/256 (paper)
     flip: bool = True                               # random horizontal flip, p = 0.5 (paper, Appendix B.2)
     pipeline: Literal["method", "paper"] = "method"   # method: each method's authors' augmentation and test resize
     #   (bench/data/reference_pipelines.py); paper: U-GAT-IT's for every method (load_size and flip apply to it only)
+    subset: SubsetConfig | None = None              # e.g. {train: 200, test: 20, seed: 0}: a seeded subset of each split
     on_bad_image: Literal["fail", "skip"] = "fail"  # a corrupt or non-image file: stop with its path, or skip it and count
 
     def resolved_root(self) -> Path:

@@ -35,13 +35,14 @@ from typing import Any
 import torch
 
 from bench.core import methods as method_registry
-from bench.core.config import DatasetSpec, Experiment
+from bench.core.config import DatasetSpec, Experiment, SubsetConfig
 from bench.core.multimodal import evaluation_key
 from bench.core.schema import to_plain
 from bench.core.train import checkpoint_path, load_checkpoint, train
 from bench.core.translate import completeness_problem, read_manifest, translate_with_method
 from bench.data.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.data.pipeline import SortedImageFolder, StreamSettings, UnpairedTrainingSet, default_load_size
+from bench.data.subset import prepare_subset
 from bench.data.synthetic import SyntheticSpec, write_dataset
 from bench.harness.plan import RESULT_FILE, TrainingRun, planned_train_images, run_pipeline
 from bench.harness.reuse import TRAINED_MARKER, adopt_finished_run, record_finished_run
@@ -105,16 +106,18 @@ class Scoring:
 # Execution of one training run.
 
 
-def prepare_dataset(dataset: DatasetSpec, data_root: Path) -> Path:
-    """The dataset's folder, generating the synthetic one if needed."""
+def prepare_dataset(dataset: DatasetSpec, data_root: Path, subset: SubsetConfig | None = None) -> Path:
+    """The folder runs read the dataset from: its own (the synthetic one generated if needed), or the
+    copy of its seeded subset (data.subset, bench/data/subset.py)."""
     directory = data_root / dataset.name
     info = CATALOGUE.get(dataset.name)
     if info is not None and info.synthetic:
-        return write_dataset(directory, SyntheticSpec())
-    absent = missing_splits(directory)
-    if absent:
-        raise DataError(f"{directory} lacks {', '.join(absent)}; {how_to_get(dataset.name, data_root)}")
-    return directory
+        directory = write_dataset(directory, SyntheticSpec())
+    else:
+        absent = missing_splits(directory)
+        if absent:
+            raise DataError(f"{directory} lacks {', '.join(absent)}; {how_to_get(dataset.name, data_root)}")
+    return prepare_subset(directory, subset) if subset is not None else directory
 
 
 def _first_images(folder: Path, image_size: int, on_bad_image: str, pipeline: str = "paper") -> torch.Tensor:
@@ -146,7 +149,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
                      "data": to_plain(experiment.data), "dataset": to_plain(training.dataset)},
         "git": git_revision(), "versions": package_versions(), "device": str(device),
     })
-    dataset_dir = prepare_dataset(training.dataset, experiment.data.resolved_root())
+    dataset_dir = prepare_dataset(training.dataset, experiment.data.resolved_root(), experiment.data.subset)
     train_config = training.train
     if train_config is None:
         raise DataError(f"{dataset_dir}: the dataset was missing when the experiment was planned; run it again")

@@ -28,6 +28,7 @@ from bench.core.schema import ConfigError
 from bench.data.datasets import CATALOGUE, dataset_info, how_to_get, missing_splits
 from bench.data.fingerprint import dataset_fingerprint
 from bench.data.pipeline import default_load_size, pipeline
+from bench.data.subset import subset_dir
 from bench.data.synthetic import SyntheticSpec, is_current, spec_fingerprint
 from bench.harness.reuse import finished_run_elsewhere
 from eval.inception import requested_weights
@@ -103,13 +104,24 @@ def results_name(name: str, overrides: tuple[str, ...]) -> str:
 
 
 def planned_train_images(experiment: Experiment, dataset: DatasetSpec) -> tuple[int, int] | None:
-    """Training images per domain, by file name (None while the dataset is missing)."""
+    """Training images per domain, by file name (None while the dataset is missing), of its subset when
+    data.subset keeps fewer."""
     info = CATALOGUE.get(dataset.name)
     if info is not None and info.synthetic:
         spec = SyntheticSpec()
-        return spec.train_per_domain, spec.train_per_domain
-    counts = training_images(experiment.data.resolved_root() / dataset.name)
-    return counts if all(counts) else None
+        counts = (spec.train_per_domain, spec.train_per_domain)
+    else:
+        counts = training_images(experiment.data.resolved_root() / dataset.name)
+    if not all(counts):
+        return None
+    kept = experiment.data.subset.train if experiment.data.subset is not None else None
+    return tuple(min(count, kept) for count in counts) if kept else counts
+
+
+def dataset_folder(experiment: Experiment, dataset_name: str) -> Path:
+    """Where the runs read a dataset's images: its folder, or its subset's copy (made by prepare_dataset)."""
+    directory = experiment.data.resolved_root() / dataset_name
+    return subset_dir(directory, experiment.data.subset) if experiment.data.subset is not None else directory
 
 
 def run_pipeline(experiment: Experiment, method: MethodSpec) -> str:
@@ -150,6 +162,8 @@ def run_identity(experiment: Experiment, method: MethodSpec, dataset: DatasetSpe
     data = identity_fields(experiment.data)   # without data.root: where the data lives changes nothing
     data["load_size"] = experiment.data.load_size or default_load_size(train.image_size)
     data["fingerprint"] = fingerprint
+    if data["subset"] is None:   # absent: every image (every run before subsets came)
+        data.pop("subset")
     data.pop("pipeline")
     pipeline_name = run_pipeline(experiment, method)
     if pipeline_name != "paper":   # absent: the paper's pipeline (every run before the authors' pipelines came)
@@ -171,9 +185,12 @@ def released_identity(experiment: Experiment, method: MethodSpec, dataset: Datas
     data = identity_fields(experiment.data)
     test_data = {split: value for split, value in fingerprint.items() if not split.startswith("train")} if fingerprint else None
     # The test resize: the files' own (their format decides it), or the paper's (data.pipeline: paper).
+    subset = experiment.data.subset
     return {"method": method.name, "released": files, **({"settings": settings} if settings else {}), "dataset": dataset.name,
             "image_size": experiment.train.image_size, "data": {"on_bad_image": data["on_bad_image"], "fingerprint": test_data,
-                                                                "pipeline": experiment.data.pipeline}}
+                                                                "pipeline": experiment.data.pipeline,
+                                                                **({"subset": {"test": subset.test, "seed": subset.seed}}
+                                                                   if subset is not None and subset.test else {})}}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

@@ -20,7 +20,8 @@ from bench.core.translate import MANIFEST as TRANSLATION_MANIFEST
 from bench.data.datasets import CATALOGUE, PAPER_DATASETS, dataset_info
 from bench.data.pipeline import pipeline
 from bench.harness.execute import Scoring, splits
-from bench.harness.plan import RESULT_FILE, Plan, run_pipeline, slug, training_images
+from bench.harness.page import write_page
+from bench.harness.plan import RESULT_FILE, Plan, dataset_folder, planned_train_images, run_pipeline, slug
 from safeio.files import atomic_write_json, read_json
 
 log = logging.getLogger("bench")
@@ -49,9 +50,17 @@ def score_external(plan: Plan, scoring: Scoring) -> list[tuple[ExternalResult, d
 def _common_notes(experiment: Experiment, dataset: str, direction: str, score: dict[str, Any]) -> list[str]:
     notes = []
     info = CATALOGUE.get(dataset)
-    if info is not None and info.test_counts is not None:
+    found = (score["counts"]["fake"], score["counts"]["real"])
+    if experiment.data.subset is not None and experiment.data.subset.test:
+        task = dataset_info(dataset).task_name(direction)
+        if info is not None and info.test_counts is not None:
+            source, target = info.test_counts if direction == "a2b" else info.test_counts[::-1]
+            notes.append(f"{task}: scored on a seeded subset (data.subset): {found[0]} of the paper's {source} source and "
+                         f"{found[1]} of its {target} target test images; KID depends on the number of images: not comparable")
+        else:
+            notes.append(f"{task}: scored on a seeded subset (data.subset): {found[0]} source and {found[1]} target test images")
+    elif info is not None and info.test_counts is not None:
         source, target = info.test_counts if direction == "a2b" else info.test_counts[::-1]
-        found = (score["counts"]["fake"], score["counts"]["real"])
         if found != (source, target):
             notes.append(f"{info.task_name(direction)}: {found[0]} source and {found[1]} target test images here, "
                          f"{source} and {target} in the paper; KID depends on the number of images: not comparable")
@@ -99,8 +108,8 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
             reference = None
         else:
             run_notes = list(method_class.deviations(training.method.options, training.method.train_config(experiment.train)))
-            reference = method_class.reference_iterations(
-                training.method.options, training_images(experiment.data.resolved_root() / training.dataset.name))
+            reference = method_class.reference_iterations(training.method.options,
+                                                          planned_train_images(experiment, training.dataset))
         if reference and record["steps"] < reference:
             run_notes.append(f"trained {record['steps']:,} iterations (reference length: {reference:,})")
         own = method_class.data_pipeline(training.method.options)
@@ -156,6 +165,13 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     written += write_figures(plan, external, rows)
     if "table2" in experiment.tables:
         written += write_study_table(plan)
+    tasks = []
+    for dataset in experiment.datasets:
+        for direction in dataset.directions:
+            columns, attention = task_columns(plan, external, dataset.name, direction)
+            source = dataset_folder(experiment, dataset.name) / splits(direction)[0]
+            tasks.append((dataset_info(dataset.name).task_name(direction), source, columns, attention))
+    written.append(write_page(plan, [path for path in written if path.suffix == ".md"], tasks, rows, regenerate_command(plan)))
     for path in written:
         print(f"wrote {path}")
     return written
@@ -222,6 +238,26 @@ def mark_significance(table_rows: list[dict[str, Any]], scoring: Scoring, first_
                            same_as_best=adjusted >= 0.05)
 
 
+def task_columns(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]], dataset: str,
+                 direction: str) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """What a task's figures and report show: (model label, translations folder) of every run of the first
+    seed with translations, then the external results; and (label, attention folder) of the first variant
+    of each method that draws attention."""
+    first_seed = plan.experiment.train.seeds[0]
+    columns, attention, with_attention = [], [], set()
+    for training in plan.trainings:
+        folder = training.run_dir / "translations" / evaluation_key(
+            direction, method_registry.method_class(training.method.name).test_settings(training.method.options))
+        if training.dataset.name != dataset or training.seed != first_seed or not (folder / TRANSLATION_MANIFEST).exists():
+            continue
+        columns.append((training.variant, folder))
+        if training.method.name not in with_attention and (folder / "attention").is_dir():
+            attention.append((training.variant, folder / "attention"))
+            with_attention.add(training.method.name)
+    columns += [(item.label, Path(item.folder)) for item, _ in external if item.dataset == dataset and item.direction == direction]
+    return columns, attention
+
+
 def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]],
                   rows: list[dict[str, Any]] = ()) -> list[Path]:
     from eval.figures import comparison_sheet, training_curves
@@ -239,20 +275,10 @@ def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any
             written.append(path)
     for dataset in experiment.datasets:
         info = dataset_info(dataset.name)
-        dataset_dir = experiment.data.resolved_root() / dataset.name
+        dataset_dir = dataset_folder(experiment, dataset.name)
         for direction in dataset.directions:
             task = info.task_name(direction)
-            columns, attention, with_attention = [], [], set()   # one attention column per method: its first variant's
-            for training in plan.trainings:
-                folder = training.run_dir / "translations" / evaluation_key(
-                    direction, method_registry.method_class(training.method.name).test_settings(training.method.options))
-                if training.dataset.name != dataset.name or training.seed != first_seed or not (folder / TRANSLATION_MANIFEST).exists():
-                    continue
-                columns.append((training.variant, folder))
-                if training.method.name not in with_attention and (folder / "attention").is_dir():
-                    attention.append((training.variant, folder / "attention"))
-                    with_attention.add(training.method.name)
-            columns += [(item.label, Path(item.folder)) for item, _ in external if item.dataset == dataset.name and item.direction == direction]
+            columns, attention = task_columns(plan, external, dataset.name, direction)
             if columns and (dataset_dir / splits(direction)[0]).is_dir():
                 scores = {name: kid_text[(name, task)] for name, _ in columns if (name, task) in kid_text}
                 written.append(comparison_sheet(task, dataset_dir / splits(direction)[0], columns,

@@ -48,7 +48,7 @@ def check_inputs(plan: Plan, progress: bool) -> Scoring:
     _ = scoring.scorer.extractor.network
     check_named_files(plan)
     for dataset in {t.dataset.name: t.dataset for t in plan.selected_trainings}.values():
-        prepare_dataset(dataset, plan.experiment.data.resolved_root())
+        prepare_dataset(dataset, plan.experiment.data.resolved_root(), plan.experiment.data.subset)
     return scoring
 
 
