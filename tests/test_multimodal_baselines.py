@@ -260,7 +260,8 @@ def test_one_training_scored_under_two_test_settings(tiny_dataset, write_yaml, t
     assert record["directions"]["a2b"]["test_settings"] == {"style": "random", "samples": 1, "seed": 0}
     assert record["directions"]["b2a-mean-k2"]["direction"] == "b2a"
     table = (results / "multi" / "table3.md").read_text()
-    assert "| MUNIT ¹" in table and "| MUNIT z=0 x2 ¹" in table
+    # The notes both rows share are said once, under the title; only the second row's own are marked.
+    assert "| MUNIT |" in table and "| MUNIT z=0 x2 ¹" in table and "Every row: " in table
     assert "code = prior mean (z = 0)" in table and "2 translations per test image" in table
     scores = pandas.read_csv(results / "multi" / "scores.csv")
     assert sorted(scores.groupby("model")["n_fake"].max().items()) == [("MUNIT", 6), ("MUNIT z=0 x2", 12)]
