@@ -4,8 +4,8 @@ gallery of every test image across every model (source, attention maps, translat
 the training curves and each run's state and settings.
 
 It opens from disk with no server and no network: relative links only, and every image it shows is a
-thumbnail written beside it under `page/` (JPEG, at most THUMB px, made again only when its source
-changes). The page is a Jinja2 template (bench/harness/page_template.py); the same records give the same
+thumbnail written beside it under `page/` (JPEG, at most THUMB px, rewritten only when its bytes
+change). The page is a Jinja2 template (bench/harness/page_template.py); the same records give the same
 bytes, so --tables-only rewrites it identically.
 """
 
@@ -81,7 +81,7 @@ def thumbnail(source: Path, target: Path) -> bool:
     return True
 
 
-def gallery(plan: Plan, task: str, source_dir: Path, columns: list[tuple[str, Path]], attention: list[tuple[str, Path]],
+def gallery(task: str, source_dir: Path, columns: list[tuple[str, Path]], attention: list[tuple[str, Path]],
             kid_text: dict[tuple[str, str], str], out_dir: Path) -> dict[str, Any]:
     names = [path.name for path in list_images(source_dir)] if source_dir.is_dir() else []
     shown = [("source", source_dir, "")] + [(f"{label}: attention", folder, "") for label, folder in attention] + \
@@ -110,16 +110,14 @@ def run_state(training) -> str:
     return "not started"
 
 
-def write_page(plan: Plan, tables: list[Path], tasks: list[tuple[str, Path, list, list]], rows: list[dict[str, Any]],
-               command: str) -> Path:
+def write_page(plan: Plan, tables: list[Path], tasks: list[tuple[str, Path, list, list]],
+               kid_text: dict[tuple[str, str], str], command: str) -> Path:
     """results/<experiment>/index.html and its thumbnails, from the written tables, the run records and, per
-    task, (task, source images, [(model, translations)], [(model, attention maps)]) as the figures show them."""
+    task, (task, source images, [(model, translations)], [(model, attention maps)]) as the figures show them,
+    with each model's KID caption (model, task) -> text."""
     experiment, out_dir = plan.experiment, plan.results_dir
-    first_seed = experiment.train.seeds[0]
-    kid_text = {(row["model"], row["task"]): f"KID {row['kid']:.2f}" + (f" ± {row['std']:.2f}" if row["std"] == row["std"] else "")
-                for row in rows if row["seed"] in (None, first_seed)}
     page_tables = [{"name": path.stem, **markdown_blocks(path.read_text())} for path in tables if path.suffix == ".md"]
-    galleries = [gallery(plan, task, source, columns, attention, kid_text, out_dir) for task, source, columns, attention in tasks]
+    galleries = [gallery(task, source, columns, attention, kid_text, out_dir) for task, source, columns, attention in tasks]
     curves = [{"title": path.stem, "src": path.relative_to(out_dir).as_posix()}
               for path in sorted((out_dir / "figures" / "curves").glob("*.png"))]
     runs = [{"variant": t.variant, "dataset": t.dataset.name, "seed": t.seed, "state": run_state(t),

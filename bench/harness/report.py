@@ -162,16 +162,13 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     kid_tables = [table for table in experiment.tables if table != "table2"]
     written = write_tables(table_rows, kid_tables, plan.results_dir, experiment.name, task_groups, models,
                            regenerate_command(plan), SIGNIFICANCE + "; with several seeds, the first seed's translations")
-    written += write_figures(plan, external, rows)
+    tasks = report_tasks(plan, external)   # what the figures and the page show, per task
+    kid_text = kid_labels(rows, experiment.train.seeds[0])
+    written += write_figures(plan, tasks, kid_text)
     if "table2" in experiment.tables:
         written += write_study_table(plan)
-    tasks = []
-    for dataset in experiment.datasets:
-        for direction in dataset.directions:
-            columns, attention = task_columns(plan, external, dataset.name, direction)
-            source = dataset_folder(experiment, dataset.name) / splits(direction)[0]
-            tasks.append((dataset_info(dataset.name).task_name(direction), source, columns, attention))
-    written.append(write_page(plan, [path for path in written if path.suffix == ".md"], tasks, rows, regenerate_command(plan)))
+    written.append(write_page(plan, [path for path in written if path.suffix == ".md"], tasks, kid_text,
+                              regenerate_command(plan)))
     for path in written:
         print(f"wrote {path}")
     return written
@@ -258,14 +255,26 @@ def task_columns(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]
     return columns, attention
 
 
-def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]],
-                  rows: list[dict[str, Any]] = ()) -> list[Path]:
+def report_tasks(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any]]]) -> list[tuple[str, Path, list, list]]:
+    """Per task of the experiment: (task, its source test images, task_columns' translation and attention columns)."""
+    tasks = []
+    for dataset in plan.experiment.datasets:
+        source_dir = dataset_folder(plan.experiment, dataset.name)
+        for direction in dataset.directions:
+            columns, attention = task_columns(plan, external, dataset.name, direction)
+            tasks.append((dataset_info(dataset.name).task_name(direction), source_dir / splits(direction)[0], columns, attention))
+    return tasks
+
+
+def kid_labels(rows: list[dict[str, Any]], first_seed: int) -> dict[tuple[str, str], str]:
+    """(model, task) -> "KID 1.23 ± 0.45" of the first seed, as the comparison sheets and the page caption them."""
+    return {(row["model"], row["task"]): f"KID {row['kid']:.2f}" + (f" ± {row['std']:.2f}" if row["std"] == row["std"] else "")
+            for row in rows if row["seed"] in (None, first_seed)}
+
+
+def write_figures(plan: Plan, tasks: list[tuple[str, Path, list, list]], kid_text: dict[tuple[str, str], str]) -> list[Path]:
     from eval.figures import comparison_sheet, training_curves
 
-    experiment = plan.experiment
-    first_seed = experiment.train.seeds[0]
-    kid_text = {(row["model"], row["task"]): f"KID {row['kid']:.2f}" + (f" ± {row['std']:.2f}" if row["std"] == row["std"] else "")
-                for row in rows if row["seed"] in (None, first_seed)}
     figures_dir = plan.results_dir / "figures"
     written = []
     for training in plan.trainings:
@@ -273,14 +282,9 @@ def write_figures(plan: Plan, external: list[tuple[ExternalResult, dict[str, Any
         path = training_curves(training.run_dir / "stats.jsonl", figures_dir / "curves" / f"{training.dataset.name}-{slug(training.variant)}-s{training.seed}.png", title)
         if path is not None:
             written.append(path)
-    for dataset in experiment.datasets:
-        info = dataset_info(dataset.name)
-        dataset_dir = dataset_folder(experiment, dataset.name)
-        for direction in dataset.directions:
-            task = info.task_name(direction)
-            columns, attention = task_columns(plan, external, dataset.name, direction)
-            if columns and (dataset_dir / splits(direction)[0]).is_dir():
-                scores = {name: kid_text[(name, task)] for name, _ in columns if (name, task) in kid_text}
-                written.append(comparison_sheet(task, dataset_dir / splits(direction)[0], columns,
-                                                figures_dir / f"compare_{task}.png", attention, scores=scores))
+    for task, source_dir, columns, attention in tasks:
+        if columns and source_dir.is_dir():
+            scores = {name: kid_text[(name, task)] for name, _ in columns if (name, task) in kid_text}
+            written.append(comparison_sheet(task, source_dir, columns, figures_dir / f"compare_{task}.png", attention,
+                                            scores=scores))
     return written
