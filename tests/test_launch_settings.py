@@ -36,9 +36,11 @@ def test_launcher_keys_are_validated_and_change_no_run(experiment_file):
     assert plan_experiment(launched, overrides=("launcher.jobs=auto",)).results_dir == plan_experiment(plain).results_dir
     for override, message in [("launcher.jobs=0", "at least 1 or 'auto'"), ("launcher.jobs=many", "an integer or one of 'auto'"),
                               ("launcher.name=slurmm", "did you mean 'slurm'"), ("launcher.slurm.sbatch=['-x']", "long sbatch option"),
-                              ("launcher.slurm.time_min=0", "at least 1")]:
+                              ("launcher.slurm.time_min=0", "at least 1"), ("launcher.threads=null", "launcher.threads: a value is required: an integer")]:
         with pytest.raises(ConfigError, match=message):
             load_experiment(experiment_file, [override])
+    with pytest.raises(ConfigError, match="cpus_per_job=1 is less than launcher.threads=2: give each job at least as many"):
+        load_experiment(experiment_file, ["launcher.name=slurm", "launcher.threads=2", "launcher.slurm.cpus_per_job=1"])
 
 
 def _row(method, seconds, device="cpu", options="x", batch=1, size=32):
@@ -77,11 +79,11 @@ def test_dry_run_prints_the_launcher_and_the_cost(experiment_file, capsys):
     from bench.cli import main
 
     assert main([str(experiment_file), "--dry-run", "--launcher", "slurm", "--set", "launcher.slurm.partition=gpu",
-                 "--set", "launcher.slurm.gpus_per_job=2"]) == 0
+                 "--set", "launcher.slurm.gpus_per_job=2", "--set", "launcher.slurm.check_request=false"]) == 0
     output = capsys.readouterr().out
     assert "6 job(s) as one array" in output and "partition=gpu" in output and "gpus_per_node=2" in output
-    assert "Cost estimate" in output
-    assert main([str(experiment_file), "--dry-run", "--jobs", "2", "--threads", "1"]) == 0
+    assert "Cost estimate" in output and "not compared with the cluster's nodes (launcher.slurm.check_request: false)" in output
+    assert main([str(experiment_file), "--dry-run", "--jobs", "2"]) == 0
     assert "local, 2 worker process(es), 1 torch thread(s) each" in capsys.readouterr().out
 
 

@@ -48,7 +48,7 @@ def test_the_page_holds_every_model_image_and_run_and_is_rewritten_identically(f
     sources = re.findall(r'<img data-thumb src="([^"]+)"', page)
     assert len(sources) == 2 * 6 * 5   # two tasks x 6 test images x (source, attention, 3 models)
     assert all((results / source).is_file() for source in sources) and not any(s.startswith(("/", "http")) for s in sources)
-    assert len(re.findall(r"<tr data-run=", page)) == 3 and "trained 2 of 2 iterations" in page
+    assert len(re.findall(r"<tr data-run=", page)) == 3 and "trained 2 of 2 iterations with 1 torch thread(s) on the CPU" in page
     assert re.findall(r'data-curve src="(figures/curves/[^"]+)"', page)
     before = digest(results)
     assert main([str(path), "--tables-only", "--no-progress"]) == 0

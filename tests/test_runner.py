@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -90,6 +91,37 @@ def test_end_to_end_training_translation_and_records(tiny_dataset, write_yaml, t
             assert image.size == (16, 16) and image.mode == "RGB"
     result = json.loads((dummy_dir / "result.json").read_text())
     assert result["directions"]["a2b"]["task"] == "tiny_a2b" and result["directions"]["b2a"]["step"] == 6
+
+
+def test_rows_trained_with_other_thread_counts_than_their_seeds_or_partners_are_footnoted(tiny_dataset, write_yaml,
+                                                                                        tmp_path, capsys):
+    """One thread for every run under every launcher by default; a run trained with another count (--threads)
+    is footnoted in the tables, with its seeds and its partners; this process keeps its own thread count."""
+    import pandas as pd
+
+    path = experiment_yaml(write_yaml, tmp_path, extra="train: {iterations: 6, image_size: 16, seeds: [0, 1], log_every: 2, num_workers: 0}\n"
+                                                             "tables: [table3]")
+    threads = torch.get_num_threads()
+    assert main([str(path), "--no-progress"]) == 0
+    assert torch.get_num_threads() == threads
+    table = (tmp_path / "results" / "e2e" / "table3.md").read_text()
+    assert "thread" not in table   # one count everywhere: nothing to say
+    scores = pd.read_csv(tmp_path / "results" / "e2e" / "scores.csv")
+    assert set(scores["train_threads"]) == {1} and set(scores["train_device"]) == {"cpu"}
+
+    [dummy_s1] = (tmp_path / "runs" / "tiny").glob("dummy-s1-*")
+    shutil.rmtree(dummy_s1)
+    assert main([str(path), "--no-progress", "--threads", "2"]) == 0
+    assert json.loads((dummy_s1 / "config.json").read_text())["torch_threads"] == 2
+    assert json.loads((dummy_s1 / "result.json").read_text())["trained_with"] == [
+        {"from_step": 0, "to_step": 6, "device": "cpu", "threads": 2}]
+    table = (tmp_path / "results" / "e2e" / "table3.md").read_text()
+    dummy_note = ("dummy: its seeds trained on the CPU with different torch thread counts (tiny seed 0: 1 thread; tiny seed "
+                  "1: 2 threads); on a CPU the thread count changes the numbers (README: Thread counts)")
+    identity_note = ("Identity (no translation) trained on the CPU with 1 thread, other rows of this table with 2 threads; on a CPU the "
+                     "thread count changes the numbers (README: Thread counts)")
+    assert dummy_note in table and identity_note in table
+    assert "Every row:" in table and dummy_note not in table.split("Every row:")[1].split("\n")[0]
 
 
 @pytest.fixture

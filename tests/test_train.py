@@ -10,7 +10,8 @@ from conftest import interrupt_at
 
 from bench.core.config import TrainConfig
 from bench.core.methods import create_method
-from bench.core.train import CHECKPOINT_FORMAT, TrainingDiverged, checkpoint_path, load_checkpoint, train
+from bench.core.train import (CHECKPOINT_FORMAT, TrainingDiverged, checkpoint_path, cpu_thread_counts, load_checkpoint,
+                              save_checkpoint, train)
 from bench.data.pipeline import StreamSettings, UnpairedTrainingSet
 
 CPU = torch.device("cpu")
@@ -48,6 +49,31 @@ def test_interrupted_run_resumes_exactly(dataset, tmp_path):
     assert outcome.resumed_from == 10 and outcome.steps_total == 20
     assert losses_by_step(cut_dir) == losses_by_step(full_dir)   # every step, bit for bit
     assert torch.equal(torch.get_rng_state(), load_checkpoint(checkpoint_path(full_dir))["rng"]["torch"])
+
+
+def test_each_stretch_of_training_records_its_device_and_torch_threads(dataset, tmp_path):
+    """A run stopped at its step-10 checkpoint and resumed with another thread count says so (on a CPU the count
+    changes the numbers); a checkpoint from before the counts were recorded counts as one unknown stretch."""
+    from bench.harness.jobs import torch_threads
+
+    with torch_threads(1), pytest.raises(KeyboardInterrupt):
+        train(interrupt_at(fresh_dummy(), 13), dataset, tmp_path / "run", CONFIG, {}, CPU, progress=False)
+    with torch_threads(2):
+        outcome = train(fresh_dummy(), dataset, tmp_path / "run", CONFIG, {}, CPU, progress=False)
+    stretches = [{"from_step": 0, "to_step": 10, "device": "cpu", "threads": 1},
+                 {"from_step": 10, "to_step": 20, "device": "cpu", "threads": 2}]
+    assert outcome.trained_with == stretches == load_checkpoint(checkpoint_path(tmp_path / "run"))["trained_with"]
+    assert cpu_thread_counts(stretches) == (1, 2)
+    assert cpu_thread_counts([dict(stretches[0], device="cuda")]) == () and cpu_thread_counts(None) == ()
+
+    old = fresh_dummy()
+    save_checkpoint(checkpoint_path(tmp_path / "old"), old, 10, {})
+    checkpoint = load_checkpoint(checkpoint_path(tmp_path / "old"))
+    del checkpoint["trained_with"]
+    torch.save(checkpoint, checkpoint_path(tmp_path / "old"))
+    outcome = train(fresh_dummy(), dataset, tmp_path / "old", CONFIG, {}, CPU, progress=False)
+    assert outcome.trained_with[0] == {"from_step": 0, "to_step": 10, "device": None, "threads": None}
+    assert cpu_thread_counts(outcome.trained_with) == (torch.get_num_threads(),)
 
 
 def test_checkpoint_is_a_plain_dict_loadable_with_weights_only(dataset, tmp_path):

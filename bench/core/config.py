@@ -182,7 +182,8 @@ class SlurmConfig:
     partition: str | None = None                    # --partition; None: the cluster's default
     time_min: int = 4320                            # --time in minutes; a job at its limit requeues itself and resumes
     gpus_per_job: int = 1                           # --gpus-per-node (0: CPU only)
-    cpus_per_job: int = 8                           # --cpus-per-task; the job's torch threads
+    cpus_per_job: int = 4                           # --cpus-per-task: the run's torch threads (launcher.threads)
+                                                    #   and its data loaders (train.num_workers) run on them
     mem_gb: float | None = None                     # --mem; None: the cluster's default
     constraint: str | None = None                   # --constraint, e.g. "a100|h100"
     account: str | None = None                      # --account
@@ -192,6 +193,8 @@ class SlurmConfig:
     max_requeues: int = 10                          # time limits or preemptions a job may meet before it is left failed
     logs: str | None = None                         # job scripts and logs (submitit); None: <output_dir>/slurm/
     executor: Literal["slurm", "local"] = "slurm"   # local: submitit's LocalExecutor, the same job path without a cluster
+    check_request: bool = True                      # compare each job's request with the partition's nodes (sinfo)
+                                                    #   before submitting; false where sinfo does not show them
 
     def __post_init__(self):
         for name in ("time_min", "cpus_per_job", "array_parallelism"):
@@ -212,14 +215,20 @@ class LauncherConfig:
     """How the training runs are executed; changes nothing they compute."""
     name: Literal["local", "slurm"] = "local"       # local: on this machine; slurm: one Slurm job per run (submitit)
     jobs: int | Literal["auto"] = 1                 # local worker processes; auto: one per GPU, else one per core
-    threads: int | None = None                      # torch threads per local worker; None: the cores shared among them
+    # Torch threads of every run, whichever launcher runs it. On a CPU the count decides the order in which
+    # convolutions sum, and a GAN amplifies those last digits: one count under every launcher gives one set of
+    # numbers (README: Thread counts). The cores are used by running runs side by side (jobs: auto).
+    threads: int = 1
     slurm: SlurmConfig = SlurmConfig()
 
     def __post_init__(self):
         if self.jobs != "auto" and self.jobs < 1:
             raise FieldError("jobs", f"must be at least 1 or 'auto', got {self.jobs}")
-        if self.threads is not None and self.threads < 1:
+        if self.threads < 1:
             raise FieldError("threads", f"must be at least 1, got {self.threads}")
+        if self.name == "slurm" and self.slurm.cpus_per_job < self.threads:
+            raise FieldError("slurm", f"cpus_per_job={self.slurm.cpus_per_job} is less than launcher.threads="
+                             f"{self.threads}: give each job at least as many CPUs as its torch threads")
 
 
 @dataclass(frozen=True)

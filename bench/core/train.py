@@ -10,6 +10,9 @@ A run folder holds `checkpoints/latest.pt` and `stats.jsonl`. A checkpoint is a 
     rng            torch CPU/CUDA and Python `random` generator states
     config         the run's identity (bench.harness.plan.run_identity): a checkpoint copied into another
                    run's folder is refused on resume
+    trained_with   the stretches of training up to `step`: [{from_step, to_step, device, threads}, ...], one per
+                   start (a resume with another thread count adds one); the tables footnote runs whose CPU
+                   thread counts differ (on a CPU the count changes the numbers: README, Thread counts)
     versions       package versions that wrote it
 
 Data order needs no saved state: sample i of each domain depends only on (seed, i) (bench/data/pipeline.py),
@@ -57,6 +60,14 @@ class TrainingOutcome:
     steps_total: int                 # iterations completed, including those before a resume
     resumed_from: int | None         # the step the run resumed at, or None for a fresh start
     seconds: float                   # wall time of this call
+    trained_with: list[dict[str, Any]]   # the checkpoint's `trained_with`: device and torch threads of each stretch
+
+
+def cpu_thread_counts(trained_with: list[dict[str, Any]] | None) -> tuple[int, ...]:
+    """The torch thread counts of a run's training stretches on the CPU, sorted (empty for a run trained on a
+    GPU, where the count does not change the numbers, or one recorded before the counts were)."""
+    return tuple(sorted({int(part["threads"]) for part in trained_with or ()
+                         if part.get("device") == "cpu" and part.get("threads") and part["to_step"] > part["from_step"]}))
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -123,7 +134,8 @@ def check_checkpoint(checkpoint: Any, path: Path, expected_identity: dict[str, A
     return checkpoint
 
 
-def save_checkpoint(path: Path, method: Method, step: int, run_config: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, method: Method, step: int, run_config: dict[str, Any],
+                    trained_with: list[dict[str, Any]] = ()) -> None:
     atomic_torch_save(path, {
         "format": CHECKPOINT_FORMAT,
         "method": method.name,
@@ -131,8 +143,16 @@ def save_checkpoint(path: Path, method: Method, step: int, run_config: dict[str,
         "method_state": method.state_dict(),
         "rng": _rng_state(),
         "config": run_config,
+        "trained_with": list(trained_with),
         "versions": package_versions(),
     })
+
+
+def _with_this_stretch(earlier: list[dict[str, Any]], start: int, step: int, device: torch.device) -> list[dict[str, Any]]:
+    """`trained_with` once this process has trained from `start` to `step`."""
+    if step <= start:
+        return list(earlier)
+    return [*earlier, {"from_step": start, "to_step": step, "device": device.type, "threads": torch.get_num_threads()}]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -189,18 +209,21 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
 
     # Resume from the last checkpoint of this run, if there is one; else start a fresh log.
     remove_stale_temporaries(checkpoint_path(run_dir).parent)
-    step, resumed_from = 0, None
+    step, resumed_from, earlier = 0, None, []
     if checkpoint_path(run_dir).exists():
         checkpoint = load_checkpoint(checkpoint_path(run_dir), expected_identity=run_config)
         method.load_state_dict(checkpoint["method_state"])
         _restore_rng(checkpoint["rng"])
         step = resumed_from = int(checkpoint["step"])
+        # a checkpoint written before the thread counts were recorded: one stretch, device and threads unknown
+        earlier = checkpoint.get("trained_with", [{"from_step": 0, "to_step": step, "device": None, "threads": None}])
         _truncate_stats(stats_path, step)
     elif stats_path.exists():
         log.info("%s: no checkpoint to resume from; the lines of an earlier start are dropped", stats_path)
         stats_path.unlink()
     if step >= total:
-        return TrainingOutcome(step, resumed_from, time.perf_counter() - started)
+        return TrainingOutcome(step, resumed_from, time.perf_counter() - started, earlier)
+    start = step
 
     # Train.
     batches = training_batches(dataset, train_config.batch_size, start_step=step, steps=total - step,
@@ -245,6 +268,7 @@ def train(method: Method, dataset: UnpairedTrainingSet, run_dir: Path, train_con
                 save_sample_sheet(sheet, run_dir / "samples" / f"step_{step:07d}.png", method.sample_columns)
                 board.image(step, sheet)
             if is_checkpoint_step:
-                save_checkpoint(checkpoint_path(run_dir), method, step, run_config)
+                save_checkpoint(checkpoint_path(run_dir), method, step, run_config,
+                                _with_this_stretch(earlier, start, step, device))
     bar.close()
-    return TrainingOutcome(step, resumed_from, time.perf_counter() - started)
+    return TrainingOutcome(step, resumed_from, time.perf_counter() - started, _with_this_stretch(earlier, start, step, device))

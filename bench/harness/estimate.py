@@ -135,7 +135,7 @@ def format_estimate(plan: Plan, table: list[dict[str, Any]] | None = None) -> st
 
 def format_launch(plan: Plan) -> str:
     """The launcher that would run the plan, and the estimate of its cost."""
-    from bench.harness.local_workers import resolve_jobs, threads_per_worker
+    from bench.harness.local_workers import idle_cores_hint, resolve_jobs
 
     launcher = plan.experiment.launcher
     count = len(plan.selected)
@@ -145,6 +145,9 @@ def format_launch(plan: Plan) -> str:
         how = "Launcher: " + describe_resources(plan.experiment, count)
     else:
         workers = min(resolve_jobs(launcher, plan.experiment.train.device), max(count, 1))
-        how = (f"Launcher: local, {workers} worker process(es), {threads_per_worker(launcher, workers)} torch thread(s) each"
-               if workers > 1 else "Launcher: local, one run after another in this process")
+        how = (f"Launcher: local, {workers} worker process(es), {launcher.threads} torch thread(s) each"
+               if workers > 1 else f"Launcher: local, one run after another in this process, {launcher.threads} torch "
+                                   "thread(s)")
+        hint = idle_cores_hint(launcher, workers, count, plan.experiment.train.device)
+        how += f"\n  {hint}" if hint else ""
     return how + "\n" + format_estimate(plan)

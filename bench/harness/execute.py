@@ -14,7 +14,8 @@ Run folder:
     checkpoints/latest.pt        see bench.core.train
     stats.jsonl                  one line per logged iteration
     samples/step_<step>.png      sample sheets of fixed test images
-    training.json                written when training has finished
+    training.json                written when training has finished: steps, and the device and torch threads of
+                                 each stretch of training (`trained_with`, also in result.json)
     translations/<direction>/    one PNG per test image (bench.cli.translate); attention/ for U-GAT-IT and AGGAN;
                                  <direction>-<test settings>/ for a multimodal method's other settings
     result.json                  per evaluation (direction [+ test settings]): task, translation folder,
@@ -148,6 +149,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
         "resolved": {"method": to_plain(training.method), "train": to_plain(training.train),
                      "data": to_plain(experiment.data), "dataset": to_plain(training.dataset)},
         "git": git_revision(), "versions": package_versions(), "device": str(device),
+        "torch_threads": torch.get_num_threads(),   # this start's (launcher.threads); training.json has every start's
     })
     dataset_dir = prepare_dataset(training.dataset, experiment.data.resolved_root(), experiment.data.subset)
     train_config = training.train
@@ -201,7 +203,7 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
                             progress=progress, sample_images=samples)
             steps = outcome.steps_total
             atomic_write_json(run_dir / TRAINED_MARKER, {"steps": steps, "resumed_from": outcome.resumed_from,
-                                                         "seconds": outcome.seconds})
+                                                         "seconds": outcome.seconds, "trained_with": outcome.trained_with})
             record_finished_run(training.run_id, run_dir)
             work.append(f"train {outcome.resumed_from or 0}->{steps}")
 
@@ -239,9 +241,11 @@ def execute_training(experiment: Experiment, training: TrainingRun, scoring: Sco
         scores[scoring.settings_key] = score
         directions[key] = {"task": info.task_name(direction), "direction": direction, "translations": str(output),
                            "step": steps, "scores": scores, **({"test_settings": test_settings} if test_settings else {})}
+    trained_with = (read_json(run_dir / TRAINED_MARKER) or {}).get("trained_with")   # device and threads per stretch
     atomic_write_json(run_dir / RESULT_FILE, {"run_id": training.run_id, "variant": training.variant,
                                               "method": training.method.name, "dataset": training.dataset.name,
-                                              "seed": training.seed, "steps": steps, "directions": directions})
+                                              "seed": training.seed, "steps": steps, "directions": directions,
+                                              **({"trained_with": trained_with} if trained_with is not None else {})})
     return work
 
 

@@ -6,8 +6,8 @@ translates and scores (bench/harness/execute.py), and records a failure in `fail
 run later succeeds). It returns a `RunReport` and raises only for a full disk, which stops everything.
 Tables and figures are written afterwards, from the records, by the process that launched the jobs.
 
-`configure_worker` gives a worker process its share of the machine: torch threads (its share of the
-cores, or of the CPUs Slurm gave it) and, when several GPUs are visible, one of them.
+`configure_worker` gives a worker process its torch threads (`launcher.threads`, the same under every
+launcher: README, Thread counts) and, when several GPUs are visible, one of them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import socket
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,14 +69,27 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def configure_worker(threads: int | None, gpu: str | None = None) -> None:
+def configure_worker(threads: int, gpu: str | None = None) -> None:
     """Set this process's torch threads and, before CUDA starts, the one GPU it sees."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """This process's torch threads set to `threads` for the block, then put back (a notebook or a test that
+    runs an experiment in its own process keeps its own count)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 _scoring_cache: dict[int, Scoring] = {}

@@ -1,8 +1,9 @@
 """Local launcher: the runs of an experiment in this process, or in N worker processes of this machine.
 
 Each worker is a fresh Python process (spawned, not forked: no CUDA or thread-pool state is shared)
-that sets its torch threads to its share of the cores and, when several GPUs are visible, sees one of
-them. Workers take runs longest first (by iterations times batch size), so that the last run to
+that sets its torch threads to `launcher.threads` (1 unless the user sets it: the same count as in a
+serial run or a Slurm job, so every launcher computes the same numbers; the cores are used by running
+one run per core, `jobs: auto`) and, when several GPUs are visible, sees one of them. Workers take runs longest first (by iterations times batch size), so that the last run to
 finish is a short one. A worker that dies (killed for memory, say) fails the runs it held; they
 resume from their checkpoints when the command runs again. A worker whose command dies (SIGKILL,
 SIGTERM, a closed terminal: no chance to stop its workers) ends within a few seconds instead of
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from bench.core.config import LauncherConfig
 from bench.core.methods import import_user_methods
 from bench.harness.execute import Scoring
-from bench.harness.jobs import FAILED, RunJob, RunReport, configure_worker, cpu_count, run_job
+from bench.harness.jobs import FAILED, RunJob, RunReport, configure_worker, cpu_count, run_job, torch_threads
 
 log = logging.getLogger("bench")
 
@@ -49,8 +50,21 @@ def resolve_jobs(launcher: LauncherConfig, device: str) -> int:
     return max(1, len(gpus) if gpus else cpu_count())
 
 
-def threads_per_worker(launcher: LauncherConfig, jobs: int) -> int:
-    return launcher.threads or max(1, cpu_count() // jobs)
+def idle_cores_hint(launcher: LauncherConfig, workers: int, runs: int, device: str) -> str | None:
+    """For runs on the CPU (`device` as train.device names it): a line saying how to use the cores they leave
+    idle, and what each way changes; None when every core is busy."""
+    import torch
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    cores, busy = cpu_count(), workers * launcher.threads
+    if not on_cpu or busy >= cores:
+        return None
+    text = (f"{busy} of this machine's {cores} cores train ({workers} run(s) at once, {launcher.threads} torch "
+            f"thread(s) each).")
+    if runs > workers:
+        text += f" --jobs {min(runs, cores // launcher.threads)} runs more at once: the same numbers, sooner."
+    return text + (f" --threads {max(1, cores // workers)} gives each run more threads: sooner, but other numbers "
+                   "(README: Thread counts).")
 
 
 def _work_estimate(job: RunJob) -> int:
@@ -58,14 +72,13 @@ def _work_estimate(job: RunJob) -> int:
     return train.iterations * train.batch_size if train else 0
 
 
-def run_serially(jobs: list[RunJob], scoring: Scoring, threads: int | None) -> list[RunReport]:
-    if threads:
-        configure_worker(threads)
+def run_serially(jobs: list[RunJob], scoring: Scoring, threads: int) -> list[RunReport]:
     reports = []
-    for number, job in enumerate(jobs, start=1):
-        t = job.training
-        print(f"[{number}/{len(jobs)}] {t.variant} on {t.dataset.name}, seed {t.seed}: {t.run_dir}", flush=True)
-        reports.append(run_job(job, scoring))
+    with torch_threads(threads):
+        for number, job in enumerate(jobs, start=1):
+            t = job.training
+            print(f"[{number}/{len(jobs)}] {t.variant} on {t.dataset.name}, seed {t.seed}: {t.run_dir}", flush=True)
+            reports.append(run_job(job, scoring))
     return reports
 
 

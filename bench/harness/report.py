@@ -16,6 +16,7 @@ from typing import Any
 from bench.core import methods as method_registry
 from bench.core.config import Experiment, ExternalResult
 from bench.core.multimodal import evaluation_key
+from bench.core.train import cpu_thread_counts
 from bench.core.translate import MANIFEST as TRANSLATION_MANIFEST
 from bench.data.datasets import CATALOGUE, PAPER_DATASETS, dataset_info
 from bench.data.pipeline import pipeline
@@ -78,8 +79,10 @@ def _common_notes(experiment: Experiment, dataset: str, direction: str, score: d
 
 
 def score_row(model: str, method: str, dataset: str, task: str, direction: str, seed: int | None, score: dict[str, Any],
-              steps: int | None, image_size: int, tables: tuple[str, ...], notes: list[str]) -> dict[str, Any]:
+              steps: int | None, image_size: int, tables: tuple[str, ...], notes: list[str],
+              trained_with: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     nan = float("nan")
+    devices = sorted({str(part.get("device")) for part in trained_with or () if part.get("device")})
     return {
         "model": model, "method": method, "dataset": dataset, "task": task, "direction": direction, "seed": seed,
         "kid": score["kid_x100"], "std": score["kid_std_x100"] if score["kid_std_x100"] is not None else nan,
@@ -87,8 +90,43 @@ def score_row(model: str, method: str, dataset: str, task: str, direction: str, 
         "weights_official": score["weights"]["official"], "weights_sha256": score["weights"]["sha256"],
         "iterations": steps if steps is not None else -1, "image_size": image_size,
         "n_real": score["counts"]["real"], "n_fake": score["counts"]["fake"], "tables": list(tables), "notes": notes,
+        "train_device": "+".join(devices), "train_threads": "+".join(map(str, cpu_thread_counts(trained_with))),
         "folders": score["folders"],
     }
+
+
+def thread_count_notes(table_rows: list[dict[str, Any]]) -> None:
+    """Footnote, per table, the rows whose CPU training ran with other torch thread counts than their seeds' or
+    than the other rows' (their comparison partners): on a CPU the count changes the numbers, so such rows
+    differ by more than their methods. Tables whose CPU runs all used one count get no note."""
+    for table in {row["table"] for row in table_rows}:
+        rows = [row for row in table_rows if row["table"] == table and row["train_threads"]]
+        counts = {row["train_threads"] for row in rows}
+        if len(counts) < 2:
+            continue
+        by_model: dict[str, dict[tuple[str, int], str]] = {}   # model -> (dataset, seed) -> its run's counts
+        for row in rows:
+            by_model.setdefault(row["model"], {})[(row["dataset"], row["seed"])] = row["train_threads"]
+        for model, runs in by_model.items():
+            own = set(runs.values())
+            if len(own) > 1:
+                detail = "; ".join(f"{dataset} seed {seed}: {_threads_text(n)}" for (dataset, seed), n in sorted(runs.items()))
+                note = f"{model}: its seeds trained on the CPU with different torch thread counts ({detail})"
+            else:
+                others = ", ".join(_threads_text(n) for n in sorted(counts - own))
+                note = f"{model} trained on the CPU with {_threads_text(own.pop())}, other rows of this table with {others}"
+            note += "; on a CPU the thread count changes the numbers (README: Thread counts)"
+            for row in rows:
+                if row["model"] == model:
+                    row["notes"] = [*row["notes"], note]   # a new list: the rows of other tables share the old one
+
+
+def _threads_text(counts: str) -> str:
+    """'1' -> '1 thread'; '1+2' (a run resumed with another count) -> 'partly 1 and partly 2 threads'."""
+    parts = counts.split("+")
+    if len(parts) > 1:
+        return "partly " + " and partly ".join(parts) + " threads"
+    return f"{parts[0]} thread{'s' if parts[0] != '1' else ''}"
 
 
 def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResult, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -127,7 +165,8 @@ def collect_rows(plan: Plan, scoring: Scoring, external: list[tuple[ExternalResu
             rows.append(score_row(training.variant, training.method.name, training.dataset.name, entry["task"], direction,
                                   training.seed, score, record["steps"], experiment.train.image_size,
                                   method_class.tables(training.method.options),
-                                  run_notes + _common_notes(experiment, training.dataset.name, direction, score)))
+                                  run_notes + _common_notes(experiment, training.dataset.name, direction, score),
+                                  record.get("trained_with")))
     for item, score in external:
         notes = [f"{item.label}: translations made outside this harness" + (f" ({item.note})" if item.note else "")]
         rows.append(score_row(item.label, "external", item.dataset, dataset_info(item.dataset).task_name(item.direction),
@@ -158,6 +197,7 @@ def write_results(plan: Plan, scoring: Scoring | None = None, progress: bool = T
     task_groups = [all_tasks] if len(all_tasks) <= 5 else [by_direction["a2b"], by_direction["b2a"]]
     models = [m.label for m in experiment.methods] + [item.label for item in experiment.external]
     table_rows = [dict(row, table=table) for row in rows for table in row["tables"]]
+    thread_count_notes(table_rows)
     mark_significance(table_rows, scoring, experiment.train.seeds[0])
     kid_tables = [table for table in experiment.tables if table != "table2"]
     written = write_tables(table_rows, kid_tables, plan.results_dir, experiment.name, task_groups, models,

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from bench.harness.execute import Scoring, prepare_dataset
 from bench.harness.jobs import FAILED, RUNNING_ELSEWHERE, RunJob, RunReport
-from bench.harness.local_workers import resolve_jobs, run_in_workers, run_serially, threads_per_worker
+from bench.harness.local_workers import idle_cores_hint, resolve_jobs, run_in_workers, run_serially
 from bench.harness.plan import Plan
 from bench.harness.report import write_results
 from safeio.files import waiting_lock
@@ -84,11 +84,14 @@ def run_plan(plan: Plan, progress: bool = True, eval_only: bool = False, jobs: i
     scoring = check_inputs(plan, progress)
     run_jobs = selected_jobs(plan, eval_only, progress)
     workers = min(jobs or resolve_jobs(launcher, plan.experiment.train.device), max(len(run_jobs), 1))
+    hint = idle_cores_hint(launcher, workers, len(run_jobs), plan.experiment.train.device)
+    if hint and run_jobs and not eval_only:
+        print(hint, flush=True)
     if workers <= 1:
         reports = run_serially(run_jobs, scoring, launcher.threads)
     else:
         quiet = [RunJob(j.experiment, j.training, j.eval_only, progress=False) for j in run_jobs]   # one bar per run would garble
-        reports = run_in_workers(quiet, workers, threads_per_worker(launcher, workers), progress)
+        reports = run_in_workers(quiet, workers, launcher.threads, progress)
     write_results_locked(plan, scoring, progress)
     return reports
 
