@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -153,3 +155,15 @@ def planned_method(monkeypatch):
 
     monkeypatch.setitem(methods.PLANNED_METHODS, "futuregan", "FutureGAN")
     return "futuregan"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The partition of a real single-node Slurm on this machine (.ci/start-slurm starts it; .ci/run installs
+    slurm-wlm and munge); the test skips, saying why, where it cannot start."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("no Slurm here (sbatch not found; .ci/run installs slurm-wlm and munge)")
+    started = subprocess.run([str(REPO / ".ci" / "start-slurm")], capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        pytest.skip(f"Slurm could not start here: {started.stderr.strip()[-300:]}")
+    return "debug"

@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(format_plan(plan))
             print(format_launch(plan))
+            if experiment.launcher.name == "slurm" and experiment.launcher.slurm.executor == "slurm":
+                from bench.harness.slurm_cluster import check_request
+
+                print(f"Slurm: {check_request(experiment.launcher.slurm)}")   # a request no node can meet: one line, 2
             return EXIT_BAD_INPUT if plan.data_problems else EXIT_OK
         if args.tables_only:
             write_results_locked(plan, progress=not args.no_progress)

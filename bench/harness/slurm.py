@@ -1,22 +1,27 @@
 """Slurm launcher: one job per training run, submitted as one job array through submitit.
 
 Each job calls `bench.harness.jobs.run_job` with its `RunJob` (the same function the local workers call),
-with torch threads set to the CPUs Slurm gave it. A job that nears its time limit, or is preempted,
-gets submitit's signal: `SlurmRun.checkpoint` resubmits the same run, which resumes from its last
-checkpoint on disk (every `train.checkpoint_every` iterations), up to `launcher.slurm.max_requeues`
-times. Each run folder gets `slurm.json` (job id, log folder) for `--status`; the tables are written
+with `launcher.threads` torch threads, as every launcher: the same numbers as a local run. A job that
+nears its time limit, or is preempted, gets submitit's signal: `SlurmRun.checkpoint` resubmits the same
+run, which resumes from its last checkpoint on disk (every `train.checkpoint_every` iterations), up to
+`launcher.slurm.max_requeues` times. Each run folder gets `slurm.json` (job id, log folder) for `--status`; the tables are written
 by `--wait` once the jobs end, or later by `--tables-only`.
 
 Runs that are complete, locked by a live worker, or already queued in a job that Slurm still knows
-are not submitted again, so running the same command twice never doubles the work.
+are not submitted again, so running the same command twice never doubles the work. Before anything is
+submitted the request is compared with the partition's nodes (bench/harness/slurm_cluster.py); an sbatch
+that refuses the jobs anyway is one line with its own message. `--wait` says every minute how many jobs
+pend, run, are done or failed, and stops when Slurm gives a pending reason that waiting cannot resolve.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -27,9 +32,10 @@ from tqdm.auto import tqdm
 
 from bench.core.config import Experiment, SlurmConfig
 from bench.core.schema import ConfigError
-from bench.harness.jobs import FAILED, RunJob, RunReport, configure_worker, cpu_count, run_job
+from bench.harness.jobs import FAILED, RunJob, RunReport, configure_worker, run_job
 from bench.harness.locks import lock_owner
 from bench.harness.plan import Plan
+from bench.harness.slurm_cluster import QueuedJob, SlurmRequestError, check_request, never_starts, read_queue
 from safeio.files import atomic_write_json, read_json
 
 log = logging.getLogger("bench")
@@ -75,11 +81,11 @@ class SlurmRun:
     """The callable a Slurm job runs; checkpointable: at a time limit or a preemption, submitit calls
     `checkpoint`, which resubmits the same run (the training resumes from its checkpoint file)."""
 
-    def __init__(self, job: RunJob, threads: int | None):
+    def __init__(self, job: RunJob, threads: int):
         self.job, self.threads = job, threads
 
     def __call__(self) -> RunReport:
-        configure_worker(self.threads or cpu_count())
+        configure_worker(self.threads)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
         return run_job(self.job)
 
@@ -106,33 +112,12 @@ def _executor(experiment: Experiment):
     return executor
 
 
-def queue_states(job_ids: list[str]) -> dict[str, str] | None:
-    """Job id -> Slurm state for the jobs squeue still lists (one call); None when Slurm cannot tell."""
-    if not job_ids:
-        return {}
-    if shutil.which("squeue") is None:
-        return None
-    try:
-        completed = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))],
-                                   capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if completed.returncode != 0 and "Invalid job id" not in completed.stderr:
-        return None
-    output = completed.stdout
-    states = {}
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states[parts[0]] = parts[1]
-    return states
-
-
 @dataclass
 class Submission:
     jobs: list[Any]                 # submitit jobs, in the order of `runs`
     runs: list[RunJob]
     skipped: list[tuple[RunJob, str]]   # not submitted, and why
+    on_cluster: bool = True         # False for submitit's LocalExecutor: no squeue to ask
 
 
 def _pickle_imported_files_by_value() -> None:
@@ -147,6 +132,24 @@ def _pickle_imported_files_by_value() -> None:
             cloudpickle.register_pickle_by_value(module)
 
 
+@contextlib.contextmanager
+def _sbatch_errors():
+    """sbatch's refusal as one line with its own message (submitit raises it with the whole stderr, and prints it)."""
+    from submitit.core.utils import FailedJobError
+
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            yield
+    except FailedJobError as error:
+        lines = [line.strip() for line in (str(error) or printed.getvalue()).splitlines() if line.strip()]
+        said = [line for line in lines if "error" in line.lower()] or lines or ["no message"]
+        raise SlurmRequestError(f"sbatch refused the jobs: {' '.join(said)[:400]}. Nothing was submitted") from None
+    finally:
+        sys.stderr.write("".join(line + "\n" for line in printed.getvalue().splitlines()
+                                 if "error" not in line.lower()))   # anything else submitit printed
+
+
 def submit(plan: Plan, eval_only: bool = False, is_complete=None) -> Submission:
     """Submit one job per selected run that still has work, as one array."""
     from bench.harness.runner import selected_jobs
@@ -154,7 +157,8 @@ def submit(plan: Plan, eval_only: bool = False, is_complete=None) -> Submission:
     experiment = plan.experiment
     candidates = selected_jobs(plan, eval_only, progress=False)
     recorded = {job.training.run_id: (read_json(job.training.run_dir / JOB_FILE) or {}).get("job_id") for job in candidates}
-    states = queue_states([j for j in recorded.values() if j]) or {}
+    queue = read_queue([j for j in recorded.values() if j]) or {}
+    states = {job_id: queued.state for job_id, queued in queue.items()}
     runs, skipped = [], []
     for job in candidates:
         owner = lock_owner(job.training.run_dir)
@@ -171,24 +175,51 @@ def submit(plan: Plan, eval_only: bool = False, is_complete=None) -> Submission:
         return Submission([], [], skipped)
     executor = _executor(experiment)
     _pickle_imported_files_by_value()
-    threads = experiment.launcher.threads or experiment.launcher.slurm.cpus_per_job
+    threads = experiment.launcher.threads
     if experiment.launcher.slurm.executor == "slurm":
-        with executor.batch():
-            jobs = [executor.submit(SlurmRun(run, threads)) for run in runs]
+        check_request(experiment.launcher.slurm)
+        with _sbatch_errors():
+            with executor.batch():
+                jobs = [executor.submit(SlurmRun(run, threads)) for run in runs]
     else:   # LocalExecutor has no arrays
         jobs = [executor.submit(SlurmRun(run, threads)) for run in runs]
     for job, run in zip(jobs, runs):
         atomic_write_json(run.training.run_dir / JOB_FILE, {"job_id": str(job.job_id), "logs": str(logs_folder(experiment)),
                                                            "executor": experiment.launcher.slurm.executor,
                                                            "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return Submission(jobs, runs, skipped)
+    return Submission(jobs, runs, skipped, on_cluster=experiment.launcher.slurm.executor == "slurm")
 
 
-def wait(submission: Submission, progress: bool = True) -> list[RunReport]:
-    """Wait for every job; a job that failed (or was cancelled) is reported with the tail of its log."""
+PROGRESS_EVERY_S = 60   # --wait's line of counts
+QUEUE_EVERY_S = 10      # how often --wait asks squeue for states and pending reasons
+RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+
+
+class JobsNeverStart(SlurmRequestError):
+    """Slurm keeps a job pending for a reason that waiting does not resolve (bench.harness.slurm_cluster)."""
+
+
+def _never_starts_text(submission: Submission, stuck: list[tuple[int, QueuedJob]]) -> str:
+    index, queued = stuck[0]
+    run, job_id = submission.runs[index].training, str(submission.jobs[index].job_id)
+    arrays = sorted({str(submission.jobs[i].job_id).split("_")[0] for i, _ in stuck})
+    return (f"Slurm will not start job {job_id} ({run.variant} on {run.dataset.name}, seed {run.seed}"
+            + (f", and {len(stuck) - 1} more" if len(stuck) > 1 else "") + f"): it pends with reason {queued.reason}, "
+            f"{never_starts(queued.reason)}. Stopped waiting; the jobs stay queued: scancel {' '.join(arrays)} removes "
+            "them; change the setting and submit again")
+
+
+def wait(submission: Submission, progress: bool = True, progress_every_s: float = PROGRESS_EVERY_S,
+         queue_every_s: float = QUEUE_EVERY_S) -> list[RunReport]:
+    """Wait for every job; a job that failed (or was cancelled) is reported with the tail of its log. Every
+    `progress_every_s` a line counts the jobs pending, running, done and failed; a pending reason that waiting
+    does not resolve stops the wait (JobsNeverStart, one line)."""
     reports: dict[int, RunReport] = {}
     bar = tqdm(total=len(submission.jobs), desc="jobs", unit="job", disable=not progress)
     pending = dict(enumerate(submission.jobs))
+    on_cluster = submission.on_cluster
+    last_line = last_queue = -math.inf
+    queue: dict[str, QueuedJob] = {}
     while pending:
         for index, job in list(pending.items()):
             if not job.done():
@@ -205,6 +236,22 @@ def wait(submission: Submission, progress: bool = True) -> list[RunReport]:
             r = reports[index]
             bar.write(f"[{len(reports)}/{len(submission.jobs)}] job {job.job_id} {r.status}: {run.training.variant} on "
                       f"{run.training.dataset.name}, seed {run.training.seed}")
+        now = time.monotonic()
+        if pending and on_cluster and now - last_queue >= queue_every_s:
+            last_queue = now
+            queue = read_queue([str(job.job_id) for job in pending.values()]) or {}
+            stuck = [(i, queue[str(job.job_id)]) for i, job in pending.items()
+                     if str(job.job_id) in queue and queue[str(job.job_id)].state == "PENDING"
+                     and never_starts(queue[str(job.job_id)].reason)]
+            if stuck:
+                bar.close()
+                raise JobsNeverStart(_never_starts_text(submission, stuck))
+        if now - last_line >= progress_every_s:
+            last_line = now
+            running = sum(queue.get(str(job.job_id), QueuedJob("", "")).state in RUNNING_STATES for job in pending.values())
+            failed = sum(report.status == FAILED for report in reports.values())
+            bar.write(f"{time.strftime('%H:%M:%S')} jobs: {len(pending) - running} pending, {running} running, "
+                      f"{len(reports) - failed} done, {failed} failed")
         if pending:
             time.sleep(2)
     bar.close()

@@ -1,9 +1,9 @@
 """`--status`: where every run of an experiment stands, from the files in its folder alone.
 
 Nothing is built or loaded (no network, no Inception, no image): the lock record (bench/harness/locks.py),
-`failure.json` (bench/harness/jobs.py), `training.json`, the last line of `stats.jsonl`, the translation
-manifests, `result.json` and `slurm.json` (bench/harness/slurm.py), plus one `squeue` call for the Slurm
-states. Fast enough to call in a loop (`watch -n 30 python run_bench.py X --status`).
+`failure.json` (bench/harness/jobs.py), `training.json` and `config.json` (the torch threads), the last
+line of `stats.jsonl`, the translation manifests, `result.json` and `slurm.json` (bench/harness/slurm.py),
+plus one `squeue` call for the Slurm states and pending reasons. Fast enough to call in a loop (`watch -n 30 python run_bench.py X --status`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from tabulate import tabulate
 
 from bench.core import methods as method_registry
 from bench.core.multimodal import evaluation_key
+from bench.core.train import cpu_thread_counts
 from bench.core.translate import read_manifest
 from bench.harness.jobs import FAILURE_FILE
 from bench.harness.locks import lock_owner
 from bench.harness.plan import RESULT_FILE, Plan, TrainingRun
 from bench.harness.reuse import TRAINED_MARKER
-from bench.harness.slurm import JOB_FILE, queue_states
+from bench.harness.slurm import JOB_FILE
+from bench.harness.slurm_cluster import never_starts, read_queue
 from safeio.files import read_json
 
 NOT_STARTED, TRAINING, STOPPED, TRAINED, TRANSLATED, SCORED, FAILED, LOCKED = (
@@ -70,6 +72,8 @@ class RunState:
     detail: str = ""                 # failure text and log path, lock owner
     slurm_job: str | None = None
     slurm_state: str | None = None
+    slurm_reason: str | None = None  # why a pending job pends, as squeue says it
+    threads: str = ""                # torch threads it trained with ('1', '1+2' after a resume with 2, 'gpu')
 
     @property
     def eta_seconds(self) -> float | None:
@@ -119,7 +123,19 @@ def run_state(training: TrainingRun, settings_key: str) -> RunState:
     job = read_json(run_dir / JOB_FILE)
     if job:
         state.slurm_job = job.get("job_id")
+    state.threads = threads_text(marker, read_json(run_dir / "config.json") if step else None)
     return state
+
+
+def threads_text(marker: dict[str, Any] | None, config: dict[str, Any] | None) -> str:
+    """The torch threads a run trained with: from training.json once trained, else from the config record of
+    its last start (a run stopped part-way, or training now)."""
+    if marker is not None and "trained_with" in marker:
+        counts = cpu_thread_counts(marker["trained_with"])
+        return "+".join(map(str, counts)) if counts else ("gpu" if marker["trained_with"] else "")
+    if config is not None and "torch_threads" in config:
+        return "gpu" if str(config.get("device", "")).startswith("cuda") else str(config["torch_threads"])
+    return ""
 
 
 def is_complete(training: TrainingRun, settings_key: str) -> bool:
@@ -137,10 +153,13 @@ def _duration(seconds: float | None) -> str:
 def collect_states(plan: Plan) -> list[RunState]:
     key = score_settings_key(plan)
     states = [run_state(t, key) for t in plan.selected_trainings]
-    queue = queue_states([s.slurm_job for s in states if s.slurm_job])
+    queue = read_queue([s.slurm_job for s in states if s.slurm_job])
     for state in states:
         if state.slurm_job and queue is not None:
-            state.slurm_state = queue.get(state.slurm_job, "ended")   # squeue lists only jobs that have not ended
+            queued = queue.get(state.slurm_job)
+            state.slurm_state = queued.state if queued else "ended"   # squeue lists only jobs that have not ended
+            if queued and queued.state == "PENDING" and queued.reason not in ("", "None"):
+                state.slurm_reason = queued.reason
     return states
 
 
@@ -152,12 +171,17 @@ def format_status(plan: Plan) -> str:
         speed = f"{s.seconds_per_iteration:.3g}" if s.seconds_per_iteration else ""
         eta = _duration(s.eta_seconds) if s.state == TRAINING else ""
         job = f"{s.slurm_job} {s.slurm_state or ''}".strip() if s.slurm_job else ""
-        rows.append([s.training.variant, s.training.dataset.name, s.training.seed, s.state, progress, speed, eta, job,
-                     s.detail or str(s.training.run_dir)])
+        if s.slurm_reason:
+            job += f" ({s.slurm_reason})"
+        detail = s.detail
+        if s.slurm_reason and never_starts(s.slurm_reason):
+            detail = (detail + "; " if detail else "") + f"Slurm will not start it: {never_starts(s.slurm_reason)}"
+        rows.append([s.training.variant, s.training.dataset.name, s.training.seed, s.state, progress, speed, eta, s.threads,
+                     job, detail or str(s.training.run_dir)])
     counts: dict[str, int] = {}
     for s in states:
         counts[s.state] = counts.get(s.state, 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     return "\n".join([f"Experiment {plan.experiment.name}: {len(states)} run(s): {summary}",
                       tabulate(rows, headers=["variant", "dataset", "seed", "state", "iterations", "s/it", "ETA",
-                                              "Slurm job", "lock / failure / origin / folder"])])
+                                              "threads", "Slurm job", "lock / failure / origin / folder"])])
