@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bench.cli import main
@@ -53,6 +54,7 @@ def test_subset_is_seeded_recorded_and_made_again_when_the_data_change(tmp_path)
     assert picked[0].name not in {p.name for p in (again / "testA").iterdir()} and len(list((again / "testA").iterdir())) == 4
 
 
+@pytest.mark.slow   # about 30 s: kept out of the default suite for its 10-minute budget; .ci/run runs it
 def test_the_ci_experiment_runs_end_to_end_on_data_in_the_real_layout(tmp_path, capsys):
     root = tmp_path / "data"
     horse2zebra_like(root)
