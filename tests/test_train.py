@@ -76,6 +76,22 @@ def test_each_stretch_of_training_records_its_device_and_torch_threads(dataset, 
     assert cpu_thread_counts(outcome.trained_with) == (torch.get_num_threads(),)
 
 
+def test_status_names_the_threads_a_run_trained_with():
+    """--status's threads column: the CPU counts ('1+2' after a resume with 2), 'gpu' only when every stretch ran
+    on a GPU, nothing for a stretch of unknown device (a checkpoint from before the counts were recorded)."""
+    from bench.harness.status import threads_text
+
+    cpu = {"from_step": 0, "to_step": 10, "device": "cpu", "threads": 1}
+    gpu = {"from_step": 0, "to_step": 10, "device": "cuda", "threads": 16}
+    unknown = {"from_step": 0, "to_step": 10, "device": None, "threads": None}
+    assert threads_text({"trained_with": [cpu, dict(cpu, from_step=10, to_step=20, threads=2)]}, None) == "1+2"
+    assert threads_text({"trained_with": [gpu]}, None) == "gpu"
+    assert threads_text({"trained_with": [unknown]}, None) == ""
+    assert threads_text({"trained_with": [unknown, dict(gpu, from_step=10, to_step=20)]}, None) == ""
+    assert threads_text(None, {"torch_threads": 1, "device": "cpu"}) == "1"
+    assert threads_text(None, {"torch_threads": 8, "device": "cuda:0"}) == "gpu"
+
+
 def test_checkpoint_is_a_plain_dict_loadable_with_weights_only(dataset, tmp_path):
     train(fresh_dummy(), dataset, tmp_path, CONFIG, {"method": "dummy", "seed": 0}, CPU, progress=False)
     checkpoint = torch.load(checkpoint_path(tmp_path), weights_only=True)

@@ -70,6 +70,12 @@ def cpu_thread_counts(trained_with: list[dict[str, Any]] | None) -> tuple[int, .
                          if part.get("device") == "cpu" and part.get("threads") and part["to_step"] > part["from_step"]}))
 
 
+def cpu_threads_label(trained_with: list[dict[str, Any]] | None) -> str:
+    """`cpu_thread_counts` as the records and tables show it: '1', '1+2' for a run resumed with another count,
+    '' for none."""
+    return "+".join(map(str, cpu_thread_counts(trained_with)))
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.pt"
 

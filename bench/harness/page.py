@@ -21,7 +21,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-from bench.core.train import cpu_thread_counts
+from bench.core.train import cpu_threads_label
 from bench.harness.page_template import PAGE
 from bench.harness.plan import RESULT_FILE, Plan, slug
 from safeio.files import atomic_write_bytes, read_json
@@ -105,7 +105,7 @@ def run_state(training) -> str:
     if record:
         total = training.train.iterations if training.train is not None else None
         scored = ", ".join(sorted(record.get("directions", {})))
-        threads = "+".join(map(str, cpu_thread_counts(record.get("trained_with"))))
+        threads = cpu_threads_label(record.get("trained_with"))
         return (f"trained {record['steps']:,}" + (f" of {total:,}" if total else "") + " iterations"
                 + (f" with {threads} torch thread(s) on the CPU" if threads else "") + f"; scored: {scored}")
     if (training.run_dir / "checkpoints").is_dir():

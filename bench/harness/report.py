@@ -16,7 +16,7 @@ from typing import Any
 from bench.core import methods as method_registry
 from bench.core.config import Experiment, ExternalResult
 from bench.core.multimodal import evaluation_key
-from bench.core.train import cpu_thread_counts
+from bench.core.train import cpu_threads_label
 from bench.core.translate import MANIFEST as TRANSLATION_MANIFEST
 from bench.data.datasets import CATALOGUE, PAPER_DATASETS, dataset_info
 from bench.data.pipeline import pipeline
@@ -90,7 +90,7 @@ def score_row(model: str, method: str, dataset: str, task: str, direction: str, 
         "weights_official": score["weights"]["official"], "weights_sha256": score["weights"]["sha256"],
         "iterations": steps if steps is not None else -1, "image_size": image_size,
         "n_real": score["counts"]["real"], "n_fake": score["counts"]["fake"], "tables": list(tables), "notes": notes,
-        "train_device": "+".join(devices), "train_threads": "+".join(map(str, cpu_thread_counts(trained_with))),
+        "train_device": "+".join(devices), "train_threads": cpu_threads_label(trained_with),
         "folders": score["folders"],
     }
 

@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from bench.core import methods as method_registry
 from bench.core.multimodal import evaluation_key
-from bench.core.train import cpu_thread_counts
+from bench.core.train import cpu_threads_label
 from bench.core.translate import read_manifest
 from bench.harness.jobs import FAILURE_FILE
 from bench.harness.locks import lock_owner
@@ -131,8 +131,9 @@ def threads_text(marker: dict[str, Any] | None, config: dict[str, Any] | None) -
     """The torch threads a run trained with: from training.json once trained, else from the config record of
     its last start (a run stopped part-way, or training now)."""
     if marker is not None and "trained_with" in marker:
-        counts = cpu_thread_counts(marker["trained_with"])
-        return "+".join(map(str, counts)) if counts else ("gpu" if marker["trained_with"] else "")
+        stretches = marker["trained_with"]
+        on_gpu = bool(stretches) and all(str(part.get("device")) == "cuda" for part in stretches)
+        return cpu_threads_label(stretches) or ("gpu" if on_gpu else "")   # '' too for a stretch of unknown device
     if config is not None and "torch_threads" in config:
         return "gpu" if str(config.get("device", "")).startswith("cuda") else str(config["torch_threads"])
     return ""
